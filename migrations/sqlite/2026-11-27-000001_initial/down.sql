@@ -1,0 +1,12 @@
+DROP TABLE api_tokens;
+DROP TABLE violation_history;
+DROP TABLE violations;
+DROP TABLE parking_sessions;
+DROP TABLE bay_states;
+DROP TABLE rejections;
+DROP TABLE events;
+DROP TABLE devices;
+DROP TABLE layout_features;
+DROP TABLE bays;
+DROP TABLE layout_revisions;
+DROP TABLE roads;

@@ -1,0 +1,128 @@
+//! Builds the whole service from [`Settings`] and hands back handles with
+//! the real ports it got (tests bind port 0).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, middleware, web};
+use chrono::Duration;
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::geodata::{GeodataError, load_dir};
+use crate::http::{self, AppState};
+use crate::store::{Store, StoreError};
+use crate::street::Street;
+
+/// Why the service could not start; each is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Geodata(#[from] GeodataError),
+    #[error("cannot listen on --http {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// A built service, ready to run.
+pub struct Application {
+    http_port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens the store, loads the geodata into it if it is empty, builds the
+    /// street and binds the HTTP listener.
+    pub async fn build(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Application, StartError> {
+        let now = clock.now();
+        let s = settings.clone();
+        let (store, layouts, states) = tokio::task::spawn_blocking(move || {
+            let store = Store::open(&s.database.database_url)?;
+            if !store.has_roads()? {
+                for (file, layout) in load_dir(&s.geodata)? {
+                    let by = format!("import of {}", file.display());
+                    let info = store.publish_layout(&layout, &by, None, None, now)?;
+                    tracing::info!(road = %info.road_id, bays = info.bays, barriers = info.barriers,
+                        file = %file.display(), "loaded geodata into the empty store as revision 1");
+                }
+            }
+            let layouts = store.current_layouts()?;
+            let states = store.bay_states()?;
+            Ok::<_, StartError>((store, layouts, states))
+        })
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))??;
+
+        let staleness = Duration::minutes(i64::from(settings.staleness_minutes));
+        let street = Arc::new(Street::new(layouts, states, staleness));
+        let state = web::Data::new(AppState {
+            store,
+            street,
+            clock,
+        });
+
+        let listener = TcpListener::bind(&settings.http).map_err(|source| StartError::Bind {
+            addr: settings.http.clone(),
+            source,
+        })?;
+        let http_port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: settings.http.clone(),
+                source,
+            })?
+            .port();
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap(middleware::Compress::default())
+                .wrap(middleware::Logger::new("%s %r %b bytes %Dms"))
+                .configure(http::configure)
+        })
+        .workers(2)
+        .disable_signals()
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: settings.http.clone(),
+            source,
+        })?
+        .run();
+        Ok(Application {
+            http_port,
+            server,
+            state,
+        })
+    }
+
+    /// The port the REST API listens on.
+    pub fn http_port(&self) -> u16 {
+        self.http_port
+    }
+
+    /// A handle to stop the HTTP server.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// The shared state (store, street, clock).
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until stopped.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

@@ -1,0 +1,189 @@
+//! The command line and its `KERBSIDE_*` environment twins (contract
+//! section 4). Precedence: flag, then environment variable, then default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::auth::Role;
+
+/// kerbside: kerbside parking bays, occupancy and violations for a city's roads.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kerbside",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand, kerbside serves with these settings.
+    #[command(flatten)]
+    pub serve: Settings,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: store, MQTT ingest and the REST API (the default).
+    Serve(Settings),
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once on standard output; only its hash is stored.
+    Create {
+        /// What the token may do.
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Who or what holds it (shown in audit trails, e.g. a warden's name).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// A role, as typed on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Warden,
+    Planner,
+    Admin,
+}
+
+impl From<RoleArg> for Role {
+    fn from(r: RoleArg) -> Role {
+        match r {
+            RoleArg::Warden => Role::Warden,
+            RoleArg::Planner => Role::Planner,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (embedded, the default) or `postgres://...`.
+    #[arg(
+        long,
+        env = "KERBSIDE_DATABASE_URL",
+        default_value = "sqlite://kerbside.db"
+    )]
+    pub database_url: String,
+}
+
+/// Everything `kerbside serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Use the broker at `mqtt://HOST:PORT`; no embedded broker is started.
+    #[arg(long, env = "KERBSIDE_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+    /// Where the embedded broker listens.
+    #[arg(long, env = "KERBSIDE_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
+    pub mqtt_listen: String,
+    /// Client id, and so persistent session, on an external broker; each
+    /// instance of a deployment needs its own.
+    #[arg(long, env = "KERBSIDE_MQTT_CLIENT_ID", default_value = "kerbside")]
+    pub mqtt_client_id: String,
+    /// Where the REST API listens (`HOST:PORT`; port 0 picks a free one).
+    #[arg(long, env = "KERBSIDE_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// Directory whose `*.geojson` files are loaded into an empty store.
+    #[arg(long, env = "KERBSIDE_GEODATA", default_value = "geodata")]
+    pub geodata: PathBuf,
+    /// A bay silent for longer than this many minutes reports `unknown`.
+    #[arg(long, env = "KERBSIDE_STALENESS_MINUTES", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=10_080))]
+    pub staleness_minutes: u32,
+    /// Events observed longer ago than this many days are rejected `too_old`.
+    #[arg(long, env = "KERBSIDE_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
+}
+
+impl Settings {
+    /// The defaults, as `kerbside serve` with no flags and no environment would use.
+    pub fn defaults() -> Settings {
+        Settings {
+            database: DatabaseArgs {
+                database_url: "sqlite://kerbside.db".into(),
+            },
+            mqtt_url: None,
+            mqtt_listen: "127.0.0.1:1883".into(),
+            mqtt_client_id: "kerbside".into(),
+            http: "127.0.0.1:8080".into(),
+            geodata: PathBuf::from("geodata"),
+            staleness_minutes: 30,
+            retention_days: 30,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_arguments_means_serve_with_the_defaults() {
+        let cli = Cli::try_parse_from(["kerbside"]).unwrap();
+        assert!(cli.command.is_none());
+        let d = Settings::defaults();
+        assert_eq!(cli.serve.http, d.http);
+        assert_eq!(cli.serve.geodata, d.geodata);
+        assert_eq!(cli.serve.staleness_minutes, d.staleness_minutes);
+    }
+
+    #[test]
+    fn serve_takes_every_contract_flag() {
+        let cli = Cli::try_parse_from([
+            "kerbside",
+            "serve",
+            "--database-url",
+            "sqlite://x.db",
+            "--mqtt-url",
+            "mqtt://127.0.0.1:1883",
+            "--mqtt-listen",
+            "127.0.0.1:1884",
+            "--mqtt-client-id",
+            "k2",
+            "--http",
+            "127.0.0.1:0",
+            "--geodata",
+            "g",
+        ])
+        .unwrap();
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(s.database.database_url, "sqlite://x.db");
+        assert_eq!(s.mqtt_url.as_deref(), Some("mqtt://127.0.0.1:1883"));
+        assert_eq!(s.mqtt_client_id, "k2");
+    }
+
+    #[test]
+    fn token_create_needs_a_known_role() {
+        assert!(
+            Cli::try_parse_from([
+                "kerbside", "token", "create", "--role", "warden", "--name", "li"
+            ])
+            .is_ok()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "kerbside", "token", "create", "--role", "mayor", "--name", "li"
+            ])
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,871 @@
+//! Road layouts: the road's centre line, its bays and its barriers.
+//!
+//! The wire form is a GeoJSON FeatureCollection (contract section 1). This
+//! module turns it into typed values, reporting **every** problem it finds
+//! with the feature it belongs to, and turns a layout back into the same
+//! GeoJSON: the geometry and properties of each feature are kept as they came,
+//! so import, export and import again gives the same features.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use geo::{Coord, LineString, Polygon};
+use geojson::{Feature, FeatureCollection, GeometryValue, JsonObject, JsonValue, feature::Id};
+use serde::Serialize;
+
+use super::ids::{BarrierId, BayId, IdError, RoadId, check_identifier};
+
+/// The kind of a parking bay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BayKind {
+    Standard,
+    Accessible,
+    Loading,
+    Ev,
+    Motorcycle,
+}
+
+impl BayKind {
+    /// Every kind, in the order reports list them.
+    pub const ALL: [BayKind; 5] = [
+        BayKind::Standard,
+        BayKind::Accessible,
+        BayKind::Loading,
+        BayKind::Ev,
+        BayKind::Motorcycle,
+    ];
+
+    /// The wire name, e.g. `"loading"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BayKind::Standard => "standard",
+            BayKind::Accessible => "accessible",
+            BayKind::Loading => "loading",
+            BayKind::Ev => "ev",
+            BayKind::Motorcycle => "motorcycle",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The kind of a barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BarrierKind {
+    Planter,
+    Bollard,
+    Fence,
+}
+
+impl BarrierKind {
+    /// The wire name, e.g. `"planter"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BarrierKind::Planter => "planter",
+            BarrierKind::Bollard => "bollard",
+            BarrierKind::Fence => "fence",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Planter, Self::Bollard, Self::Fence]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Daily enforcement window in the deployment's local time, `"HH:MM-HH:MM"`.
+///
+/// Minutes are counted from local midnight. A window whose end is before its
+/// start runs across midnight (`"20:00-02:00"`); `"00:00-24:00"` is all day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnforcedHours {
+    /// Start, in minutes after local midnight (0..1440).
+    pub start_minute: u16,
+    /// End, in minutes after local midnight (1..=1440).
+    pub end_minute: u16,
+}
+
+impl EnforcedHours {
+    /// Parses `"HH:MM-HH:MM"`; `None` when it is not of that form, a time is
+    /// out of range, or the window is empty.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (a, b) = s.split_once('-')?;
+        let start = parse_hhmm(a)?;
+        let end = parse_hhmm(b)?;
+        if start == end || start == 1440 || end == 0 && start == 0 {
+            return None;
+        }
+        Some(Self {
+            start_minute: start,
+            end_minute: if end == 0 { 1440 } else { end },
+        })
+    }
+
+    /// Whether the window runs across local midnight.
+    pub fn crosses_midnight(&self) -> bool {
+        self.end_minute < self.start_minute
+    }
+}
+
+impl fmt::Display for EnforcedHours {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (s, e) = (self.start_minute, self.end_minute);
+        write!(f, "{:02}:{:02}-{:02}:{:02}", s / 60, s % 60, e / 60, e % 60)
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u16 = h.parse().ok()?;
+    let m: u16 = m.parse().ok()?;
+    if m >= 60 || h > 24 || (h == 24 && m != 0) {
+        return None;
+    }
+    Some(h * 60 + m)
+}
+
+/// A road: its centre line and names.
+#[derive(Debug, Clone)]
+pub struct Road {
+    pub road_id: RoadId,
+    pub name: String,
+    pub name_en: Option<String>,
+    /// Centre line, (longitude, latitude) in degrees, WGS 84.
+    pub centre_line: LineString<f64>,
+    /// The feature as it came, for export.
+    pub feature: Feature,
+}
+
+/// A parking bay in one layout revision.
+#[derive(Debug, Clone)]
+pub struct Bay {
+    pub bay_id: BayId,
+    pub road_id: RoadId,
+    pub kind: BayKind,
+    /// Longest permitted stay in minutes; `None` is no limit.
+    pub max_stay_minutes: Option<u32>,
+    /// When the limit applies; `None` is always.
+    pub enforced_hours: Option<EnforcedHours>,
+    pub side: Option<String>,
+    /// Outline, (longitude, latitude) in degrees, WGS 84.
+    pub polygon: Polygon<f64>,
+    /// The feature as it came, for export.
+    pub feature: Feature,
+}
+
+/// A barrier (planter, bollard, fence) in one layout revision.
+#[derive(Debug, Clone)]
+pub struct Barrier {
+    pub barrier_id: BarrierId,
+    pub road_id: RoadId,
+    pub kind: BarrierKind,
+    /// Outline, (longitude, latitude) in degrees, WGS 84.
+    pub polygon: Polygon<f64>,
+    /// The feature as it came, for export.
+    pub feature: Feature,
+}
+
+/// One road's complete layout: the unit of import, export and revision.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub road: Road,
+    pub bays: Vec<Bay>,
+    pub barriers: Vec<Barrier>,
+}
+
+impl Layout {
+    /// The layout as a GeoJSON FeatureCollection: the road, then bays, then
+    /// barriers, each feature exactly as it was imported.
+    pub fn to_feature_collection(&self) -> FeatureCollection {
+        let features = std::iter::once(self.road.feature.clone())
+            .chain(self.bays.iter().map(|b| b.feature.clone()))
+            .chain(self.barriers.iter().map(|b| b.feature.clone()))
+            .collect();
+        FeatureCollection {
+            bbox: None,
+            features,
+            foreign_members: None,
+        }
+    }
+
+    /// The road's id.
+    pub fn road_id(&self) -> &RoadId {
+        &self.road.road_id
+    }
+}
+
+/// Stable machine-readable codes for layout problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    Malformed,
+    InvalidId,
+    DuplicateId,
+    MissingProperty,
+    InvalidProperty,
+    WrongRoad,
+    MissingRoad,
+    InvalidGeometry,
+}
+
+/// One problem with a submitted layout, tied to the feature it concerns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayoutProblem {
+    /// The feature's id, when it has a readable one.
+    pub feature_id: Option<String>,
+    pub code: ProblemCode,
+    pub message: String,
+}
+
+impl fmt::Display for LayoutProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.feature_id {
+            Some(id) => write!(f, "feature {id}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+enum Parsed {
+    Road(Road),
+    Bay(Bay),
+    Barrier(Barrier),
+}
+
+impl Parsed {
+    fn road_id(&self) -> &RoadId {
+        match self {
+            Parsed::Road(r) => &r.road_id,
+            Parsed::Bay(b) => &b.road_id,
+            Parsed::Barrier(b) => &b.road_id,
+        }
+    }
+}
+
+/// Parses a FeatureCollection that may hold several roads into one layout per
+/// road, ordered by road id. Every problem is reported, not just the first.
+pub fn parse_layouts(fc: &FeatureCollection) -> Result<Vec<Layout>, Vec<LayoutProblem>> {
+    let mut problems = Vec::new();
+    let mut seen = HashSet::new();
+    let mut parsed = Vec::new();
+    for (i, feature) in fc.features.iter().enumerate() {
+        let mut cx = FeatureCx::new(feature, i, &mut problems);
+        let Some(id) = cx.id.clone() else { continue };
+        if !seen.insert(id.clone()) {
+            cx.problem(
+                ProblemCode::DuplicateId,
+                format!("the id {id:?} is used by more than one feature"),
+            );
+            continue;
+        }
+        if let Some(p) = cx.parse() {
+            parsed.push(p);
+        }
+    }
+
+    let mut by_road: BTreeMap<RoadId, (Vec<Road>, Vec<Bay>, Vec<Barrier>)> = BTreeMap::new();
+    for p in parsed {
+        let entry = by_road.entry(p.road_id().clone()).or_default();
+        match p {
+            Parsed::Road(r) => entry.0.push(r),
+            Parsed::Bay(b) => entry.1.push(b),
+            Parsed::Barrier(b) => entry.2.push(b),
+        }
+    }
+    let mut layouts = Vec::new();
+    for (road_id, (mut roads, bays, barriers)) in by_road {
+        match roads.len() {
+            1 => layouts.push(Layout {
+                road: roads.remove(0),
+                bays,
+                barriers,
+            }),
+            0 => problems.push(LayoutProblem {
+                feature_id: None,
+                code: ProblemCode::MissingRoad,
+                message: format!(
+                    "features name road_id {road_id:?} but no feature of type \"road\" has that road_id"
+                ),
+            }),
+            n => problems.push(LayoutProblem {
+                feature_id: Some(roads[1].road_id.to_string()),
+                code: ProblemCode::DuplicateId,
+                message: format!("{n} road features have road_id {road_id:?}; one is allowed"),
+            }),
+        }
+    }
+    if fc.features.is_empty() {
+        problems.push(LayoutProblem {
+            feature_id: None,
+            code: ProblemCode::Malformed,
+            message: "the FeatureCollection has no features".into(),
+        });
+    }
+    if problems.is_empty() {
+        Ok(layouts)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Parses the layout of one road, as a planner submits it for `road_id`:
+/// every feature must belong to that road and exactly one must be the road.
+pub fn parse_road_layout(
+    fc: &FeatureCollection,
+    road_id: &RoadId,
+) -> Result<Layout, Vec<LayoutProblem>> {
+    let mut problems = Vec::new();
+    for f in &fc.features {
+        let rid = f
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("road_id"))
+            .and_then(JsonValue::as_str);
+        if let Some(rid) = rid
+            && rid != road_id.as_str()
+        {
+            problems.push(LayoutProblem {
+                feature_id: feature_id_text(f),
+                code: ProblemCode::WrongRoad,
+                message: format!("road_id is {rid:?} but the layout is for {road_id:?}"),
+            });
+        }
+    }
+    match parse_layouts(fc) {
+        Ok(mut layouts) if problems.is_empty() => match layouts.len() {
+            1 => Ok(layouts.remove(0)),
+            _ => Err(vec![LayoutProblem {
+                feature_id: None,
+                code: ProblemCode::MissingRoad,
+                message: format!("no feature of type \"road\" with road_id {road_id:?}"),
+            }]),
+        },
+        Ok(_) => Err(problems),
+        Err(more) => {
+            problems.extend(more);
+            Err(problems)
+        }
+    }
+}
+
+fn feature_id_text(f: &Feature) -> Option<String> {
+    match &f.id {
+        Some(Id::String(s)) => Some(s.clone()),
+        Some(Id::Number(n)) => Some(n.to_string()),
+        None => None,
+    }
+}
+
+/// Parsing state for one feature: its id and the shared problem list.
+struct FeatureCx<'a> {
+    feature: &'a Feature,
+    id: Option<String>,
+    problems: &'a mut Vec<LayoutProblem>,
+    props: JsonObject,
+}
+
+impl<'a> FeatureCx<'a> {
+    fn new(feature: &'a Feature, index: usize, problems: &'a mut Vec<LayoutProblem>) -> Self {
+        let props = feature.properties.clone().unwrap_or_default();
+        let mut cx = FeatureCx {
+            feature,
+            id: None,
+            problems,
+            props,
+        };
+        match &feature.id {
+            Some(Id::String(s)) => match check_identifier(s) {
+                Ok(()) => cx.id = Some(s.clone()),
+                Err(e) => {
+                    cx.id = None;
+                    cx.problems.push(LayoutProblem {
+                        feature_id: Some(s.clone()),
+                        code: ProblemCode::InvalidId,
+                        message: format!("the feature id {s:?} {e}"),
+                    });
+                }
+            },
+            Some(Id::Number(n)) => cx.problems.push(LayoutProblem {
+                feature_id: Some(n.to_string()),
+                code: ProblemCode::InvalidId,
+                message: format!(
+                    "feature number {index} has a numeric id {n}; ids must be strings"
+                ),
+            }),
+            None => cx.problems.push(LayoutProblem {
+                feature_id: None,
+                code: ProblemCode::InvalidId,
+                message: format!("feature number {index} has no id"),
+            }),
+        }
+        cx
+    }
+
+    fn problem(&mut self, code: ProblemCode, message: String) {
+        self.problems.push(LayoutProblem {
+            feature_id: self.id.clone(),
+            code,
+            message,
+        });
+    }
+
+    fn parse(&mut self) -> Option<Parsed> {
+        let ft = self.required_str("feature_type")?;
+        match ft.as_str() {
+            "road" => self.parse_road().map(Parsed::Road),
+            "bay" => self.parse_bay().map(Parsed::Bay),
+            "barrier" => self.parse_barrier().map(Parsed::Barrier),
+            other => {
+                self.problem(
+                    ProblemCode::InvalidProperty,
+                    format!("feature_type {other:?} is not one of road, bay, barrier"),
+                );
+                None
+            }
+        }
+    }
+
+    fn parse_road(&mut self) -> Option<Road> {
+        let road_id = self.id_property("road_id", RoadId::parse);
+        let name = self.required_str("name");
+        let name_en = self.optional_str("name_en");
+        let line = self.line_string();
+        let road_id = road_id?;
+        if self.id.as_deref() != Some(road_id.as_str()) {
+            self.problem(
+                ProblemCode::InvalidId,
+                format!("a road feature's id must equal its road_id {road_id:?}"),
+            );
+            return None;
+        }
+        Some(Road {
+            road_id,
+            name: name?,
+            name_en: name_en?,
+            centre_line: line?,
+            feature: self.feature.clone(),
+        })
+    }
+
+    fn parse_bay(&mut self) -> Option<Bay> {
+        let bay_id = self.own_id_property("bay_id", BayId::parse);
+        let road_id = self.id_property("road_id", RoadId::parse);
+        let kind = self.kind(
+            "kind",
+            BayKind::parse,
+            "standard, accessible, loading, ev, motorcycle",
+        );
+        let max_stay = self.max_stay();
+        let hours = self.enforced_hours();
+        let side = self.optional_str("side");
+        let polygon = self.polygon(false);
+        Some(Bay {
+            bay_id: bay_id?,
+            road_id: road_id?,
+            kind: kind?,
+            max_stay_minutes: max_stay?,
+            enforced_hours: hours?,
+            side: side?,
+            polygon: polygon?,
+            feature: self.feature.clone(),
+        })
+    }
+
+    fn parse_barrier(&mut self) -> Option<Barrier> {
+        let barrier_id = self.own_id_property("barrier_id", BarrierId::parse);
+        let road_id = self.id_property("road_id", RoadId::parse);
+        let kind = self.kind("kind", BarrierKind::parse, "planter, bollard, fence");
+        let polygon = self.polygon(true);
+        Some(Barrier {
+            barrier_id: barrier_id?,
+            road_id: road_id?,
+            kind: kind?,
+            polygon: polygon?,
+            feature: self.feature.clone(),
+        })
+    }
+
+    fn required_str(&mut self, key: &str) -> Option<String> {
+        match self.props.get(key) {
+            Some(JsonValue::String(s)) => Some(s.clone()),
+            None | Some(JsonValue::Null) => {
+                self.problem(
+                    ProblemCode::MissingProperty,
+                    format!("the property {key:?} is required"),
+                );
+                None
+            }
+            Some(other) => {
+                self.problem(
+                    ProblemCode::InvalidProperty,
+                    format!("the property {key:?} must be a string, not {other}"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `Some(None)` when absent or null, `None` when present and invalid.
+    fn optional_str(&mut self, key: &str) -> Option<Option<String>> {
+        match self.props.get(key) {
+            None | Some(JsonValue::Null) => Some(None),
+            Some(JsonValue::String(s)) => Some(Some(s.clone())),
+            Some(other) => {
+                self.problem(
+                    ProblemCode::InvalidProperty,
+                    format!("the property {key:?} must be a string or null, not {other}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn id_property<T>(&mut self, key: &str, parse: fn(&str) -> Result<T, IdError>) -> Option<T> {
+        let s = self.required_str(key)?;
+        match parse(&s) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.problem(ProblemCode::InvalidId, format!("{key} {s:?} {e}"));
+                None
+            }
+        }
+    }
+
+    /// An id property that must equal the feature's own id.
+    fn own_id_property<T>(
+        &mut self,
+        key: &str,
+        parse: fn(&str) -> Result<T, IdError>,
+    ) -> Option<T> {
+        let s = self.required_str(key)?;
+        if self.id.as_deref() != Some(s.as_str()) {
+            self.problem(
+                ProblemCode::InvalidId,
+                format!("{key} {s:?} must equal the feature id"),
+            );
+            return None;
+        }
+        parse(&s).ok()
+    }
+
+    fn kind<T>(&mut self, key: &str, parse: fn(&str) -> Option<T>, allowed: &str) -> Option<T> {
+        let s = self.required_str(key)?;
+        let kind = parse(&s);
+        if kind.is_none() {
+            self.problem(
+                ProblemCode::InvalidProperty,
+                format!("{key} {s:?} is not one of {allowed}"),
+            );
+        }
+        kind
+    }
+
+    fn max_stay(&mut self) -> Option<Option<u32>> {
+        match self.props.get("max_stay_minutes") {
+            None | Some(JsonValue::Null) => Some(None),
+            Some(JsonValue::Number(n)) => match n.as_u64() {
+                Some(m) if (1..=10_080).contains(&m) => Some(Some(m as u32)),
+                _ => {
+                    self.problem(
+                        ProblemCode::InvalidProperty,
+                        format!(
+                            "max_stay_minutes {n} must be a whole number of minutes from 1 to 10080 (a week), or null"
+                        ),
+                    );
+                    None
+                }
+            },
+            Some(other) => {
+                self.problem(
+                    ProblemCode::InvalidProperty,
+                    format!("max_stay_minutes must be an integer or null, not {other}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn enforced_hours(&mut self) -> Option<Option<EnforcedHours>> {
+        let s = self.optional_str("enforced_hours")?;
+        let Some(s) = s else { return Some(None) };
+        match EnforcedHours::parse(&s) {
+            Some(h) => Some(Some(h)),
+            None => {
+                self.problem(
+                    ProblemCode::InvalidProperty,
+                    format!(
+                        "enforced_hours {s:?} is not \"HH:MM-HH:MM\" with two different times from 00:00 to 24:00"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn geometry_value(&mut self) -> Option<&'a GeometryValue> {
+        let feature = self.feature;
+        match &feature.geometry {
+            Some(g) => Some(&g.value),
+            None => {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    "the feature has no geometry".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn line_string(&mut self) -> Option<LineString<f64>> {
+        let value = self.geometry_value()?;
+        let GeometryValue::LineString { coordinates } = value else {
+            self.problem(
+                ProblemCode::InvalidGeometry,
+                format!(
+                    "a road's geometry must be a LineString, not a {}",
+                    value.type_name()
+                ),
+            );
+            return None;
+        };
+        let coords = self.coords(coordinates)?;
+        if coords.len() < 2 {
+            self.problem(
+                ProblemCode::InvalidGeometry,
+                "a centre line needs at least 2 positions".into(),
+            );
+            return None;
+        }
+        Some(LineString::new(coords))
+    }
+
+    fn polygon(&mut self, holes_allowed: bool) -> Option<Polygon<f64>> {
+        let value = self.geometry_value()?;
+        let GeometryValue::Polygon { coordinates } = value else {
+            self.problem(
+                ProblemCode::InvalidGeometry,
+                format!(
+                    "the geometry must be a Polygon, not a {}",
+                    value.type_name()
+                ),
+            );
+            return None;
+        };
+        let Some((outer, inner)) = coordinates.split_first() else {
+            self.problem(
+                ProblemCode::InvalidGeometry,
+                "the polygon has no ring".into(),
+            );
+            return None;
+        };
+        if !holes_allowed && !inner.is_empty() {
+            self.problem(
+                ProblemCode::InvalidGeometry,
+                "a bay's polygon must not have holes".into(),
+            );
+            return None;
+        }
+        let mut rings = Vec::with_capacity(coordinates.len());
+        for ring in std::iter::once(outer).chain(inner) {
+            let coords = self.coords(ring)?;
+            if coords.len() < 4 {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    format!(
+                        "a ring has {} positions; at least 4 are needed",
+                        coords.len()
+                    ),
+                );
+                return None;
+            }
+            if coords.first() != coords.last() {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    "a ring is not closed: its last position must equal its first".into(),
+                );
+                return None;
+            }
+            if let Some((i, j)) = crate::spatial::ring_self_intersection(&coords) {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    format!("the ring intersects itself (edges {i} and {j} cross)"),
+                );
+                return None;
+            }
+            rings.push(LineString::new(coords));
+        }
+        let outer = rings.remove(0);
+        Some(Polygon::new(outer, rings))
+    }
+
+    fn coords(&mut self, positions: &[geojson::Position]) -> Option<Vec<Coord<f64>>> {
+        let mut out = Vec::with_capacity(positions.len());
+        for p in positions {
+            let s = p.as_slice();
+            if s.len() < 2 {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    "a position has fewer than 2 numbers".into(),
+                );
+                return None;
+            }
+            let (x, y) = (s[0], s[1]);
+            if !x.is_finite()
+                || !y.is_finite()
+                || !(-180.0..=180.0).contains(&x)
+                || !(-90.0..=90.0).contains(&y)
+            {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    format!(
+                        "position [{x}, {y}] is not a longitude in -180..180 and a latitude in -90..90"
+                    ),
+                );
+                return None;
+            }
+            out.push(Coord { x, y });
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fc(v: serde_json::Value) -> FeatureCollection {
+        serde_json::from_value(v).expect("test fixture is a FeatureCollection")
+    }
+
+    fn road() -> serde_json::Value {
+        json!({"type": "Feature", "id": "r1", "geometry": {"type": "LineString", "coordinates": [[120.78, 30.76], [120.781, 30.76]]},
+               "properties": {"feature_type": "road", "road_id": "r1", "name": "Test Road"}})
+    }
+
+    fn bay(id: &str, props: serde_json::Value) -> serde_json::Value {
+        let mut p = json!({"feature_type": "bay", "bay_id": id, "road_id": "r1", "kind": "standard",
+                           "max_stay_minutes": 120, "enforced_hours": "08:00-20:00"});
+        p.as_object_mut()
+            .unwrap()
+            .extend(props.as_object().unwrap().clone());
+        json!({"type": "Feature", "id": id, "properties": p, "geometry": {"type": "Polygon", "coordinates": [[
+            [120.7800, 30.76006], [120.78006, 30.76006], [120.78006, 30.76008], [120.7800, 30.76008], [120.7800, 30.76006]]]}})
+    }
+
+    fn codes(r: Result<Vec<Layout>, Vec<LayoutProblem>>) -> Vec<(Option<String>, ProblemCode)> {
+        r.expect_err("should fail")
+            .into_iter()
+            .map(|p| (p.feature_id, p.code))
+            .collect()
+    }
+
+    #[test]
+    fn parses_a_minimal_layout() {
+        let layouts = parse_layouts(&fc(
+            json!({"type": "FeatureCollection", "features": [road(), bay("b1", json!({}))]}),
+        ))
+        .unwrap();
+        assert_eq!(layouts.len(), 1);
+        let b = &layouts[0].bays[0];
+        assert_eq!(b.kind, BayKind::Standard);
+        assert_eq!(b.max_stay_minutes, Some(120));
+        assert_eq!(b.enforced_hours, EnforcedHours::parse("08:00-20:00"));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_feature() {
+        let got = codes(parse_layouts(&fc(
+            json!({"type": "FeatureCollection", "features": [
+                road(),
+                bay("b1", json!({"kind": "lorry"})),
+                bay("b2", json!({"enforced_hours": "8-20"})),
+                bay("b3", json!({"max_stay_minutes": -5})),
+                bay("b 4", json!({})),
+                bay("b1", json!({})),
+            ]}),
+        )));
+        assert_eq!(
+            got,
+            vec![
+                (Some("b1".into()), ProblemCode::InvalidProperty),
+                (Some("b2".into()), ProblemCode::InvalidProperty),
+                (Some("b3".into()), ProblemCode::InvalidProperty),
+                (Some("b 4".into()), ProblemCode::InvalidId),
+                (Some("b1".into()), ProblemCode::DuplicateId),
+            ]
+        );
+    }
+
+    #[test]
+    fn rejects_unclosed_short_and_self_crossing_rings() {
+        let mut unclosed = bay("b1", json!({}));
+        unclosed["geometry"]["coordinates"][0][4] = json!([120.7801, 30.7601]);
+        let mut short = bay("b2", json!({}));
+        short["geometry"]["coordinates"] =
+            json!([[[120.78, 30.76], [120.7801, 30.76], [120.78, 30.76]]]);
+        let mut bowtie = bay("b3", json!({}));
+        bowtie["geometry"]["coordinates"] =
+            json!([[[0.0, 0.0], [1.0, 1.0], [1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]]);
+        let got = codes(parse_layouts(&fc(
+            json!({"type": "FeatureCollection", "features": [road(), unclosed, short, bowtie]}),
+        )));
+        assert!(
+            got.iter().all(|(_, c)| *c == ProblemCode::InvalidGeometry),
+            "{got:?}"
+        );
+        assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn a_road_layout_must_stay_on_its_road() {
+        let mut other = bay("b1", json!({}));
+        other["properties"]["road_id"] = json!("r2");
+        let got = parse_road_layout(
+            &fc(json!({"type": "FeatureCollection", "features": [road(), other]})),
+            &RoadId::parse("r1").unwrap(),
+        )
+        .unwrap_err();
+        assert!(got.iter().any(|p| p.code == ProblemCode::WrongRoad));
+    }
+
+    #[test]
+    fn enforced_hours_parse_and_print() {
+        let h = EnforcedHours::parse("20:00-02:00").unwrap();
+        assert!(h.crosses_midnight());
+        assert_eq!(h.to_string(), "20:00-02:00");
+        assert_eq!(
+            EnforcedHours::parse("00:00-24:00").unwrap().end_minute,
+            1440
+        );
+        for bad in [
+            "08:00-08:00",
+            "8:00-20:00",
+            "08:60-20:00",
+            "25:00-01:00",
+            "08:00",
+            "24:00-08:00",
+        ] {
+            assert_eq!(EnforcedHours::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn export_gives_back_the_features_imported() {
+        let input = fc(
+            json!({"type": "FeatureCollection", "features": [road(), bay("b1", json!({"colour": "white"}))]}),
+        );
+        let layout = parse_layouts(&input).unwrap().remove(0);
+        assert_eq!(layout.to_feature_collection().features, input.features);
+    }
+}

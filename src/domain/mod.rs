@@ -1,0 +1,9 @@
+//! The rules of the street, as pure functions over values.
+//!
+//! Nothing here performs I/O or reads the clock: time arrives as a `now`
+//! argument, so every rule is exact under test.
+
+pub mod auth;
+pub mod ids;
+pub mod layout;
+pub mod occupancy;

@@ -1,0 +1,84 @@
+//! Who is calling: the bearer token's holder and role.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+
+use super::AppState;
+use super::problem::{ApiError, blocking};
+use crate::domain::auth::{Role, hash_token};
+
+/// An authenticated caller. Extracting it answers 401 when the request has
+/// no token, a malformed one, or one the store does not know.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's name (who acted, for audit trails).
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// 403 unless the caller's role is among `allowed` (admins always pass).
+    pub fn require(&self, allowed: &[Role]) -> Result<(), ApiError> {
+        if self.role.may(allowed) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::Forbidden(format!(
+                "this needs the role {} (or admin); the token's role is {}",
+                names.join(" or "),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = match header {
+                None => {
+                    return Err(ApiError::Unauthorized(
+                        "this endpoint needs an Authorization: Bearer <token> header".into(),
+                    ));
+                }
+                Some(Err(_)) => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization header is not text".into(),
+                    ));
+                }
+                Some(Ok(h)) => match h.split_once(' ') {
+                    Some((scheme, t))
+                        if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                    {
+                        t.trim().to_owned()
+                    }
+                    _ => {
+                        return Err(ApiError::Unauthorized(
+                            "the Authorization header must be \"Bearer <token>\"".into(),
+                        ));
+                    }
+                },
+            };
+            let state = state.ok_or_else(|| ApiError::Unauthorized("no token store".into()))?;
+            let store = state.store.clone();
+            let hash = hash_token(&token);
+            let record = blocking(move || store.token_by_hash(&hash)).await?;
+            record
+                .map(|r| Caller {
+                    name: r.name,
+                    role: r.role,
+                })
+                .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! The OpenAPI document, generated from the handlers, and the Swagger UI
+//! page, served from the binary (no CDN, works offline).
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+/// The kerbside REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kerbside", description = "Kerbside parking: bays, occupancy and violations per road. \
+        Errors are RFC 9457 problem+json. Times are RFC 3339; coordinates WGS 84 (lon, lat)."),
+    paths(
+        super::health::healthz,
+        super::roads::list_roads,
+        super::roads::get_layout,
+        super::roads::list_revisions,
+        super::roads::get_occupancy,
+        super::roads::get_bays,
+        super::bays::get_bay,
+        super::violations::list_violations,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "roads"), (name = "bays"), (name = "violations"), (name = "operations"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `/docs/` (the page) and `/openapi.json` (the document).
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi())
+}

@@ -1,0 +1,72 @@
+//! The REST API (contract section 3): one file per resource, problem+json
+//! errors, OpenAPI at `/openapi.json` and a docs page at `/docs/`.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::clock::Clock;
+use crate::store::Store;
+use crate::street::Street;
+
+pub mod auth;
+mod bays;
+mod docs;
+mod health;
+pub mod problem;
+mod roads;
+mod violations;
+
+pub use docs::ApiDoc;
+use problem::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Store,
+    pub street: Arc<Street>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Registers every route and the error handlers that keep extractor
+/// failures in problem+json.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(format!("bad path: {e}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(format!("bad query string: {e}")).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .error_handler(|e, _| ApiError::BadRequest(format!("bad JSON body: {e}")).into()),
+    )
+    .service(health::healthz)
+    .service(docs::swagger_ui())
+    .service(
+        web::scope("/v1")
+            .service(roads::list_roads)
+            .service(roads::get_layout)
+            .service(roads::list_revisions)
+            .service(roads::get_occupancy)
+            .service(roads::get_bays)
+            .service(bays::get_bay)
+            .service(violations::list_violations),
+    )
+    .default_service(web::to(not_found));
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    ApiError::NotFound(format!("no resource at {} {}", req.method(), req.path())).error_response()
+}
+
+/// Parses a path identifier, answering 400 when it breaks the identifier rule.
+fn parse_id<T>(
+    what: &str,
+    s: &str,
+    parse: fn(&str) -> Result<T, crate::domain::ids::IdError>,
+) -> Result<T, ApiError> {
+    parse(s).map_err(|e| ApiError::BadRequest(format!("{what} {s:?} {e}")))
+}

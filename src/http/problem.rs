@@ -1,0 +1,114 @@
+//! Errors as RFC 9457 `application/problem+json`.
+//!
+//! Policy: every failure a client can cause is a 4xx that says what was
+//! wrong. A store failure is logged in one line and answered 503 (the
+//! service is not able to answer now; the request may be retried), so a
+//! client never sees a 500 with an internal message.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::layout::LayoutProblem;
+use crate::store::StoreError;
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// For validation failures: every problem found, each tied to its feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub errors: Option<Vec<LayoutProblem>>,
+}
+
+/// An error an endpoint answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{detail}")]
+    Invalid {
+        detail: String,
+        errors: Vec<LayoutProblem>,
+    },
+    #[error("the store is unavailable")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn slug_title(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => ("bad-request", "Bad request"),
+            ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            ApiError::Forbidden(_) => ("forbidden", "Forbidden"),
+            ApiError::Conflict(_) => ("conflict", "Conflict"),
+            ApiError::Invalid { .. } => ("validation", "Validation failed"),
+            ApiError::Store(_) => ("store-unavailable", "Store unavailable"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Store(e) = self {
+            tracing::error!(error = %e, "store failure while answering a request");
+        }
+        let status = self.status_code();
+        let (slug, title) = self.slug_title();
+        let errors = match self {
+            ApiError::Invalid { errors, .. } => Some(errors.clone()),
+            _ => None,
+        };
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            res.insert_header(("WWW-Authenticate", "Bearer realm=\"kerbside\""));
+        }
+        res.content_type("application/problem+json").json(Problem {
+            kind: format!("urn:kerbside:problem:{slug}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        })
+    }
+}
+
+/// Runs a blocking store call on the blocking pool.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    actix_web::web::block(f)
+        .await
+        .map_err(|e| ApiError::Store(StoreError::Corrupt(format!("blocking task failed: {e}"))))?
+        .map_err(ApiError::from)
+}

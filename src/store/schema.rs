@@ -1,0 +1,164 @@
+//! Diesel table definitions, kept by hand in step with `migrations/`.
+
+diesel::table! {
+    roads (road_id) {
+        road_id -> Text,
+        current_revision -> BigInt,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    layout_revisions (road_id, revision) {
+        road_id -> Text,
+        revision -> BigInt,
+        created_at_ms -> BigInt,
+        created_by -> Text,
+        based_on -> Nullable<BigInt>,
+        bays -> BigInt,
+        barriers -> BigInt,
+    }
+}
+
+diesel::table! {
+    bays (bay_id) {
+        bay_id -> Text,
+        road_id -> Text,
+        first_revision -> BigInt,
+        retired_revision -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    layout_features (road_id, revision, feature_id) {
+        road_id -> Text,
+        revision -> BigInt,
+        ordinal -> BigInt,
+        feature_id -> Text,
+        feature_type -> Text,
+        kind -> Nullable<Text>,
+        max_stay_minutes -> Nullable<BigInt>,
+        enforced_hours -> Nullable<Text>,
+        feature -> Text,
+        min_lon -> Double,
+        min_lat -> Double,
+        max_lon -> Double,
+        max_lat -> Double,
+    }
+}
+
+diesel::table! {
+    devices (device_id) {
+        device_id -> Text,
+        first_seen_ms -> BigInt,
+        last_seen_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    events (seq) {
+        seq -> BigInt,
+        device_id -> Text,
+        event_id -> Text,
+        event_type -> Text,
+        observed_at_ms -> BigInt,
+        received_at_ms -> BigInt,
+        bay_id -> Nullable<Text>,
+        road_id -> Nullable<Text>,
+        lon -> Nullable<Double>,
+        lat -> Nullable<Double>,
+        plate -> Nullable<Text>,
+        category -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    rejections (seq) {
+        seq -> BigInt,
+        device_id -> Text,
+        event_id -> Nullable<Text>,
+        reason -> Text,
+        detail -> Text,
+        payload -> Nullable<Text>,
+        received_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    bay_states (bay_id) {
+        bay_id -> Text,
+        status -> Text,
+        since_ms -> BigInt,
+        status_event_ms -> BigInt,
+        last_event_at_ms -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    parking_sessions (session_id) {
+        session_id -> BigInt,
+        bay_id -> Text,
+        road_id -> Text,
+        started_at_ms -> BigInt,
+        ended_at_ms -> Nullable<BigInt>,
+        source -> Text,
+        plate -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    violations (violation_id) {
+        violation_id -> Text,
+        kind -> Text,
+        road_id -> Text,
+        bay_id -> Nullable<Text>,
+        lon -> Nullable<Double>,
+        lat -> Nullable<Double>,
+        plate -> Nullable<Text>,
+        started_at_ms -> BigInt,
+        detected_at_ms -> BigInt,
+        ended_at_ms -> Nullable<BigInt>,
+        status -> Text,
+        evidence -> Text,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    violation_history (seq) {
+        seq -> BigInt,
+        violation_id -> Text,
+        status -> Text,
+        at_ms -> BigInt,
+        actor -> Nullable<Text>,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    api_tokens (token_id) {
+        token_id -> BigInt,
+        name -> Text,
+        role -> Text,
+        token_hash -> Text,
+        created_at_ms -> BigInt,
+        revoked_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(
+    roads,
+    layout_revisions,
+    bays,
+    layout_features,
+    devices,
+    events,
+    rejections,
+    bay_states,
+    parking_sessions,
+    violations,
+    violation_history,
+    api_tokens,
+);

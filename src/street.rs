@@ -1,0 +1,152 @@
+//! The street: the in-memory read model every read endpoint answers from.
+//!
+//! It holds each road's current layout and each bay's state. A layout is
+//! never edited in place: a new revision builds a new [`StreetMap`] that is
+//! swapped in whole, so a reader sees either the old layout or the new one,
+//! never half of each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::domain::ids::{BayId, RoadId};
+use crate::domain::layout::{Bay, BayKind};
+use crate::domain::occupancy::{BayState, Counts, Report};
+use crate::store::{RevisionInfo, StoredLayout};
+
+/// One road's current layout, with a bay lookup.
+#[derive(Debug)]
+pub struct RoadView {
+    pub info: RevisionInfo,
+    pub layout: crate::domain::layout::Layout,
+    bay_index: HashMap<BayId, usize>,
+}
+
+impl RoadView {
+    fn new(stored: StoredLayout) -> Self {
+        let bay_index = stored
+            .layout
+            .bays
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.bay_id.clone(), i))
+            .collect();
+        RoadView {
+            info: stored.info,
+            layout: stored.layout,
+            bay_index,
+        }
+    }
+
+    /// The bay with this id on this road's current layout.
+    pub fn bay(&self, id: &BayId) -> Option<&Bay> {
+        self.bay_index.get(id).map(|&i| &self.layout.bays[i])
+    }
+}
+
+/// Every road's current layout: an immutable snapshot.
+#[derive(Debug, Default)]
+pub struct StreetMap {
+    pub roads: BTreeMap<RoadId, Arc<RoadView>>,
+    bay_roads: HashMap<BayId, RoadId>,
+}
+
+impl StreetMap {
+    fn build(roads: BTreeMap<RoadId, Arc<RoadView>>) -> Self {
+        let bay_roads = roads
+            .iter()
+            .flat_map(|(rid, view)| {
+                view.layout
+                    .bays
+                    .iter()
+                    .map(|b| (b.bay_id.clone(), rid.clone()))
+            })
+            .collect();
+        StreetMap { roads, bay_roads }
+    }
+
+    /// A road by id.
+    pub fn road(&self, id: &RoadId) -> Option<&Arc<RoadView>> {
+        self.roads.get(id)
+    }
+
+    /// A bay of any current layout, with its road.
+    pub fn bay(&self, id: &BayId) -> Option<(&Arc<RoadView>, &Bay)> {
+        let road = self.roads.get(self.bay_roads.get(id)?)?;
+        Some((road, road.bay(id)?))
+    }
+}
+
+/// Counts for a road: overall and per bay kind (kinds with no bays omitted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoadCounts {
+    pub all: Counts,
+    pub by_kind: BTreeMap<BayKind, Counts>,
+}
+
+/// The live read model: layouts and bay states.
+pub struct Street {
+    map: RwLock<Arc<StreetMap>>,
+    states: RwLock<HashMap<BayId, BayState>>,
+    staleness: Duration,
+}
+
+impl Street {
+    /// A street of these layouts and states; a bay silent for longer than
+    /// `staleness` reports `unknown`.
+    pub fn new(
+        layouts: Vec<StoredLayout>,
+        states: HashMap<BayId, BayState>,
+        staleness: Duration,
+    ) -> Self {
+        let roads = layouts
+            .into_iter()
+            .map(|l| (l.info.road_id.clone(), Arc::new(RoadView::new(l))))
+            .collect();
+        Street {
+            map: RwLock::new(Arc::new(StreetMap::build(roads))),
+            states: RwLock::new(states),
+            staleness,
+        }
+    }
+
+    /// The current snapshot of every layout.
+    pub fn map(&self) -> Arc<StreetMap> {
+        Arc::clone(&self.map.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Swaps in a road's new revision, atomically for readers.
+    pub fn replace_road(&self, stored: StoredLayout) {
+        let mut guard = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let mut roads = guard.roads.clone();
+        roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
+        *guard = Arc::new(StreetMap::build(roads));
+    }
+
+    /// What bay `id` reports at `now`.
+    pub fn report(&self, id: &BayId, now: DateTime<Utc>) -> Report {
+        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        BayState::report(states.get(id), now, self.staleness)
+    }
+
+    /// Reports for every bay of `road`, in layout order.
+    pub fn reports(&self, road: &RoadView, now: DateTime<Utc>) -> Vec<Report> {
+        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        road.layout
+            .bays
+            .iter()
+            .map(|b| BayState::report(states.get(&b.bay_id), now, self.staleness))
+            .collect()
+    }
+
+    /// Status counts of a road's bays at `now`.
+    pub fn counts(&self, road: &RoadView, now: DateTime<Utc>) -> RoadCounts {
+        let mut out = RoadCounts::default();
+        for (bay, report) in road.layout.bays.iter().zip(self.reports(road, now)) {
+            out.all.add(report.status);
+            out.by_kind.entry(bay.kind).or_default().add(report.status);
+        }
+        out
+    }
+}
