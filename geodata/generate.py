@@ -3,7 +3,7 @@
 
 Deterministic, standard library only.  Run from anywhere:
 
-    python3 geodata/generate.py
+    python3 geodata/generate.py [--output FILE]
 
 All geometry is laid out in a local metric frame and converted to WGS 84 lon/lat:
 
@@ -348,6 +348,8 @@ def main() -> int:
 
     text = json.dumps(fc, ensure_ascii=False, indent=1) + "\n"
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "qingfeng-road.geojson")
+    if "--output" in sys.argv:
+        out = sys.argv[sys.argv.index("--output") + 1]
     with open(out, "w", encoding="utf-8", newline="\n") as fh:
         fh.write(text)
     kinds = [b["kind"] for b in bays]

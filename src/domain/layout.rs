@@ -99,7 +99,7 @@ impl EnforcedHours {
         let (a, b) = s.split_once('-')?;
         let start = parse_hhmm(a)?;
         let end = parse_hhmm(b)?;
-        if start == end || start == 1440 || end == 0 && start == 0 {
+        if start == end || start == 1440 {
             return None;
         }
         Some(Self {
@@ -273,7 +273,9 @@ pub fn parse_layouts(fc: &FeatureCollection) -> Result<Vec<Layout>, Vec<LayoutPr
         }
     }
 
-    let mut by_road: BTreeMap<RoadId, (Vec<Road>, Vec<Bay>, Vec<Barrier>)> = BTreeMap::new();
+    /// A road's features as parsed: road features (one is right), bays, barriers.
+    type Parts = (Vec<Road>, Vec<Bay>, Vec<Barrier>);
+    let mut by_road: BTreeMap<RoadId, Parts> = BTreeMap::new();
     for p in parsed {
         let entry = by_road.entry(p.road_id().clone()).or_default();
         match p {

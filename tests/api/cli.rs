@@ -1,0 +1,164 @@
+//! The command line: token creation and one-line start-up errors.
+
+use std::process::{Command, Output};
+
+use kerbside::domain::auth::hash_token;
+
+use crate::helpers::{geodata_dir, spawn_app};
+
+fn kerbside(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kerbside"))
+        .args(args)
+        .env_remove("KERBSIDE_DATABASE_URL")
+        .env("KERBSIDE_LOG", "warn")
+        .output()
+        .expect("the kerbside binary runs")
+}
+
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn token_create_prints_a_token_that_works_and_stores_only_its_hash() {
+    let app = spawn_app();
+    let out = kerbside(&[
+        "token",
+        "create",
+        "--role",
+        "warden",
+        "--name",
+        "Li Wei",
+        "--database-url",
+        &app.database_url,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "the token alone on its line: {stdout:?}"
+    );
+    let token = stdout.trim();
+    assert!(token.len() >= 64);
+
+    let r = app.get_as("/v1/roads/qingfeng-road/violations", token);
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Only the digest is stored: the secret appears nowhere in the database files.
+    assert!(
+        app.store
+            .token_hashes()
+            .unwrap()
+            .contains(&hash_token(token))
+    );
+    let path = app.database_url.trim_start_matches("sqlite://");
+    for suffix in ["", "-wal"] {
+        if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+            let secret = token.as_bytes();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret),
+                "secret found in {path}{suffix}"
+            );
+        }
+    }
+}
+
+#[test]
+fn token_create_refuses_an_unknown_role() {
+    let out = kerbside(&["token", "create", "--role", "mayor", "--name", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mayor"));
+}
+
+#[test]
+fn a_bad_flag_is_refused_with_usage() {
+    let out = kerbside(&["serve", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
+
+#[test]
+fn bad_geodata_is_one_line_naming_the_file_and_the_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(geodata_dir().join("qingfeng-road.geojson"))
+        .unwrap()
+        .replacen("\"kind\": \"standard\"", "\"kind\": \"lorry\"", 1);
+    std::fs::write(dir.path().join("broken.geojson"), text).unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let geodata = dir.path().to_str().unwrap();
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--geodata",
+        geodata,
+        "--http",
+        "127.0.0.1:0",
+    ]));
+    assert!(err.contains("broken.geojson"), "{err}");
+    assert!(err.contains("QF-N-001"), "{err}");
+    assert!(err.contains("lorry"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_geojson_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("road.geojson"), "{not json").unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--geodata",
+        dir.path().to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+    ]));
+    assert!(
+        err.contains("road.geojson") && err.contains("not a GeoJSON"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_database_that_cannot_be_opened_is_one_line() {
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        "sqlite:///no/such/dir/k.db",
+        "--http",
+        "127.0.0.1:0",
+    ]));
+    assert!(err.contains("/no/such/dir/k.db"), "{err}");
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        "mysql://x",
+        "--http",
+        "127.0.0.1:0",
+    ]));
+    assert!(err.contains("mysql://x"), "{err}");
+}
+
+#[test]
+fn a_taken_http_port_is_one_line_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--geodata",
+        geodata_dir().to_str().unwrap(),
+        "--http",
+        &addr,
+    ]));
+    assert!(err.contains("--http") && err.contains(&addr), "{err}");
+}

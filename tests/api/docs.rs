@@ -1,0 +1,34 @@
+//! The OpenAPI document and the docs page, served from the binary.
+
+use crate::helpers::spawn_app;
+
+#[test]
+fn openapi_lists_every_endpoint() {
+    let app = spawn_app();
+    let doc = app.get("/openapi.json").json();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/healthz",
+        "/v1/roads",
+        "/v1/roads/{road_id}/layout",
+        "/v1/roads/{road_id}/layout/revisions",
+        "/v1/roads/{road_id}/occupancy",
+        "/v1/roads/{road_id}/bays",
+        "/v1/bays/{bay_id}",
+        "/v1/roads/{road_id}/violations",
+    ] {
+        assert!(paths.contains_key(p), "missing {p}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+}
+
+#[test]
+fn the_docs_page_and_its_assets_are_served_offline() {
+    let app = spawn_app();
+    let page = app.get("/docs/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("swagger"), "{}", page.body);
+    let bundle = app.get("/docs/swagger-ui-bundle.js");
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.body.len() > 100_000);
+}

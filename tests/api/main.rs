@@ -1,0 +1,11 @@
+//! The black-box suite: the real service on free ports with a fresh store
+//! per test, driven over HTTP (and the command line where the contract
+//! names one). One test binary for all of it.
+
+mod auth;
+mod cli;
+mod docs;
+mod geodata;
+mod helpers;
+mod layout;
+mod roads;
