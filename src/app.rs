@@ -12,6 +12,9 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::geodata::{GeodataError, load_dir};
 use crate::http::{self, AppState};
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::mqtt::{self, LinkConfig, MqttError, broker::BrokerError};
 use crate::store::{Store, StoreError};
 use crate::street::Street;
 
@@ -22,11 +25,12 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Geodata(#[from] GeodataError),
-    #[error("cannot listen on --http {addr}: {source}")]
-    Bind {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttError),
+    #[error("cannot listen on --http {addr}: {cause}")]
+    Bind { addr: String, cause: std::io::Error },
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -34,6 +38,7 @@ pub enum StartError {
 /// A built service, ready to run.
 pub struct Application {
     http_port: u16,
+    mqtt_port: u16,
     server: Server,
     state: web::Data<AppState>,
 }
@@ -64,25 +69,51 @@ impl Application {
         .await
         .map_err(|e| StartError::Task(e.to_string()))??;
 
+        // Bind HTTP before starting anything else, so a taken port fails
+        // cleanly with nothing half-started.
+        let bind_err = |cause| StartError::Bind {
+            addr: settings.http.clone(),
+            cause,
+        };
+        let listener = TcpListener::bind(&settings.http).map_err(bind_err)?;
+        let http_port = listener.local_addr().map_err(bind_err)?.port();
+
         let staleness = Duration::minutes(i64::from(settings.staleness_minutes));
         let street = Arc::new(Street::new(layouts, states, staleness));
+        let metrics = Arc::new(Metrics::default());
+
+        let (host, mqtt_port) = match &settings.mqtt_url {
+            Some(url) => mqtt::parse_url(url)?,
+            None => {
+                let addr = mqtt::broker::start(&settings.mqtt_listen)?;
+                tracing::info!(%addr, "embedded MQTT broker listening");
+                (addr.ip().to_string(), addr.port())
+            }
+        };
+        let ingestor = Ingestor {
+            store: store.clone(),
+            street: street.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            retention: Duration::days(i64::from(settings.retention_days)),
+        };
+        let link = mqtt::spawn(
+            LinkConfig {
+                host,
+                port: mqtt_port,
+                client_id: settings.mqtt_client_id.clone(),
+                sweep_every: std::time::Duration::from_secs(settings.sweep_seconds),
+            },
+            ingestor,
+        );
         let state = web::Data::new(AppState {
             store,
             street,
             clock,
+            metrics,
+            mqtt: link,
         });
 
-        let listener = TcpListener::bind(&settings.http).map_err(|source| StartError::Bind {
-            addr: settings.http.clone(),
-            source,
-        })?;
-        let http_port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind {
-                addr: settings.http.clone(),
-                source,
-            })?
-            .port();
         let data = state.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -94,13 +125,11 @@ impl Application {
         .workers(2)
         .disable_signals()
         .listen(listener)
-        .map_err(|source| StartError::Bind {
-            addr: settings.http.clone(),
-            source,
-        })?
+        .map_err(bind_err)?
         .run();
         Ok(Application {
             http_port,
+            mqtt_port,
             server,
             state,
         })
@@ -109,6 +138,11 @@ impl Application {
     /// The port the REST API listens on.
     pub fn http_port(&self) -> u16 {
         self.http_port
+    }
+
+    /// The port of the MQTT broker in use (the embedded one, or `--mqtt-url`'s).
+    pub fn mqtt_port(&self) -> u16 {
+        self.mqtt_port
     }
 
     /// A handle to stop the HTTP server.

@@ -48,3 +48,9 @@ impl Clock for ManualClock {
         *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+/// An instant as RFC 3339 in UTC with a `Z`, the way every answer and
+/// message of kerbside writes times (and serde writes `DateTime<Utc>`).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}

@@ -110,6 +110,10 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub retention_days: u32,
+    /// How often, in seconds, bay staleness is re-evaluated and published.
+    #[arg(long, env = "KERBSIDE_SWEEP_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sweep_seconds: u64,
 }
 
 impl Settings {
@@ -126,6 +130,7 @@ impl Settings {
             geodata: PathBuf::from("geodata"),
             staleness_minutes: 30,
             retention_days: 30,
+            sweep_seconds: 10,
         }
     }
 }

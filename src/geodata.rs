@@ -12,15 +12,12 @@ use crate::domain::layout::{Layout, LayoutProblem, parse_layouts};
 /// applies, the feature), in one line.
 #[derive(Debug, thiserror::Error)]
 pub enum GeodataError {
-    #[error("cannot read the geodata directory {}: {source}", dir.display())]
-    Dir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: cannot read: {source}", file.display())]
+    #[error("cannot read the geodata directory {}: {cause}", dir.display())]
+    Dir { dir: PathBuf, cause: std::io::Error },
+    #[error("{}: cannot read: {cause}", file.display())]
     Read {
         file: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: not a GeoJSON FeatureCollection: {message}", file.display())]
     NotGeoJson { file: PathBuf, message: String },
@@ -49,9 +46,9 @@ fn more(n: usize) -> String {
 
 /// Reads one file into its road layouts.
 pub fn load_file(file: &Path) -> Result<Vec<Layout>, GeodataError> {
-    let text = std::fs::read_to_string(file).map_err(|source| GeodataError::Read {
+    let text = std::fs::read_to_string(file).map_err(|cause| GeodataError::Read {
         file: file.to_owned(),
-        source,
+        cause,
     })?;
     let fc: FeatureCollection =
         serde_json::from_str(&text).map_err(|e| GeodataError::NotGeoJson {
@@ -67,9 +64,9 @@ pub fn load_file(file: &Path) -> Result<Vec<Layout>, GeodataError> {
 /// Reads every `*.geojson` file of `dir`, in name order; a road may appear
 /// in one file only.
 pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, Layout)>, GeodataError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| GeodataError::Dir {
+    let entries = std::fs::read_dir(dir).map_err(|cause| GeodataError::Dir {
         dir: dir.to_owned(),
-        source,
+        cause,
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)

@@ -10,10 +10,30 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Duration, Utc};
 
+use geo::Point;
+
+use crate::domain::events::{EventType, Position};
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::{Bay, BayKind};
 use crate::domain::occupancy::{BayState, Counts, Report};
+use crate::spatial::index::SpatialIndex;
 use crate::store::{RevisionInfo, StoredLayout};
+
+/// A position within this many metres of a bay (and in none) is in it.
+pub const BAY_SNAP_M: f64 = 3.0;
+/// An off-bay sighting or report within this many metres of a road is on it.
+pub const ROAD_SNAP_M: f64 = 30.0;
+
+/// Where an event's position puts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    /// In (or within 3 m of) this bay.
+    Bay { bay_id: BayId, road_id: RoadId },
+    /// In no bay, within 30 m of this road.
+    Road { road_id: RoadId },
+    /// Nowhere the service looks after.
+    Nowhere,
+}
 
 /// One road's current layout, with a bay lookup.
 #[derive(Debug)]
@@ -50,6 +70,9 @@ impl RoadView {
 pub struct StreetMap {
     pub roads: BTreeMap<RoadId, Arc<RoadView>>,
     bay_roads: HashMap<BayId, RoadId>,
+    /// The roads in index order (the spatial index refers to them by number).
+    ordered: Vec<Arc<RoadView>>,
+    index: SpatialIndex,
 }
 
 impl StreetMap {
@@ -63,7 +86,50 @@ impl StreetMap {
                     .map(|b| (b.bay_id.clone(), rid.clone()))
             })
             .collect();
-        StreetMap { roads, bay_roads }
+        let ordered: Vec<Arc<RoadView>> = roads.values().cloned().collect();
+        let index = SpatialIndex::build(ordered.iter().map(|v| {
+            (
+                &v.layout.road.centre_line,
+                v.layout.bays.iter().map(|b| &b.polygon).collect(),
+            )
+        }));
+        StreetMap {
+            roads,
+            bay_roads,
+            ordered,
+            index,
+        }
+    }
+
+    /// Places a WGS 84 position for an event of type `kind`: the bay whose
+    /// polygon contains it, else the nearest bay within [`BAY_SNAP_M`]; for
+    /// an `observed` vehicle or a `report` in no bay, the nearest road within
+    /// [`ROAD_SNAP_M`] (a report always goes to its road).
+    pub fn place(&self, p: Position, kind: EventType) -> Placement {
+        let point = Point::new(p.lon, p.lat);
+        let road_of = |r: u32| &self.ordered[r as usize];
+        if kind != EventType::Report {
+            let near = self.index.bays_near(point, BAY_SNAP_M, |b| {
+                &road_of(b.road).layout.bays[b.bay as usize].polygon
+            });
+            if let Some((b, _)) = near.first() {
+                let road = road_of(b.road);
+                return Placement::Bay {
+                    bay_id: road.layout.bays[b.bay as usize].bay_id.clone(),
+                    road_id: road.info.road_id.clone(),
+                };
+            }
+        }
+        if matches!(kind, EventType::Observed | EventType::Report)
+            && let Some((r, _)) = self
+                .index
+                .nearest_road(point, ROAD_SNAP_M, |r| &road_of(r).layout.road.centre_line)
+        {
+            return Placement::Road {
+                road_id: road_of(r).info.road_id.clone(),
+            };
+        }
+        Placement::Nowhere
     }
 
     /// A road by id.
@@ -122,6 +188,28 @@ impl Street {
         let mut roads = guard.roads.clone();
         roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
         *guard = Arc::new(StreetMap::build(roads));
+    }
+
+    /// The present states of these bays (those with any).
+    pub fn states_of<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BayId>,
+    ) -> HashMap<BayId, BayState> {
+        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        ids.into_iter()
+            .filter_map(|id| states.get(id).map(|s| (id.clone(), s.clone())))
+            .collect()
+    }
+
+    /// Takes in bay states the store has committed.
+    pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
+        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
+        states.extend(changed);
+    }
+
+    /// The staleness window.
+    pub fn staleness(&self) -> Duration {
+        self.staleness
     }
 
     /// What bay `id` reports at `now`.

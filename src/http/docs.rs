@@ -19,6 +19,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::roads::get_bays,
         super::bays::get_bay,
         super::violations::list_violations,
+        super::sessions::list_sessions,
+        super::metrics::metrics,
     ),
     modifiers(&BearerAuth),
     tags((name = "roads"), (name = "bays"), (name = "violations"), (name = "operations"))

@@ -6,6 +6,8 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::mqtt::MqttLink;
 use crate::store::Store;
 use crate::street::Street;
 
@@ -13,8 +15,10 @@ pub mod auth;
 mod bays;
 mod docs;
 mod health;
+mod metrics;
 pub mod problem;
 mod roads;
+mod sessions;
 mod violations;
 
 pub use docs::ApiDoc;
@@ -25,6 +29,8 @@ pub struct AppState {
     pub store: Store,
     pub street: Arc<Street>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub mqtt: MqttLink,
 }
 
 /// Registers every route and the error handlers that keep extractor
@@ -43,6 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::BadRequest(format!("bad JSON body: {e}")).into()),
     )
     .service(health::healthz)
+    .service(metrics::metrics)
     .service(docs::swagger_ui())
     .service(
         web::scope("/v1")
@@ -52,6 +59,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(roads::get_occupancy)
             .service(roads::get_bays)
             .service(bays::get_bay)
+            .service(sessions::list_sessions)
             .service(violations::list_violations),
     )
     .default_service(web::to(not_found));

@@ -237,9 +237,9 @@ pub(super) fn with_status(feature: &Feature, report: Report) -> Feature {
     props.insert("status".into(), report.status.as_str().into());
     props.insert(
         "since".into(),
-        report
-            .since
-            .map_or(JsonValue::Null, |t| JsonValue::String(t.to_rfc3339())),
+        report.since.map_or(JsonValue::Null, |t| {
+            JsonValue::String(crate::clock::rfc3339(t))
+        }),
     );
     f
 }

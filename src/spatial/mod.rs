@@ -8,7 +8,9 @@
 
 use geo::{Coord, LineString, Polygon};
 
+pub mod gcj02;
 pub mod geodesy;
+pub mod index;
 
 pub use geodesy::LocalFrame;
 

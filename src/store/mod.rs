@@ -15,12 +15,16 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+mod ingest;
 mod layouts;
 pub mod schema;
+mod sessions;
 mod states;
 mod tokens;
 
+pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
+pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::TokenRecord;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

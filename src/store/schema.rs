@@ -90,7 +90,7 @@ diesel::table! {
         bay_id -> Text,
         status -> Text,
         since_ms -> BigInt,
-        status_event_ms -> BigInt,
+        status_event_ms -> Nullable<BigInt>,
         last_event_at_ms -> BigInt,
         updated_at_ms -> BigInt,
     }

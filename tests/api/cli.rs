@@ -11,6 +11,8 @@ fn kerbside(args: &[&str]) -> Output {
         .args(args)
         .env_remove("KERBSIDE_DATABASE_URL")
         .env("KERBSIDE_LOG", "warn")
+        // Never the shared 1883: an embedded broker takes a free port.
+        .env("KERBSIDE_MQTT_LISTEN", "127.0.0.1:0")
         .output()
         .expect("the kerbside binary runs")
 }
@@ -161,4 +163,50 @@ fn a_taken_http_port_is_one_line_naming_the_flag() {
         &addr,
     ]));
     assert!(err.contains("--http") && err.contains(&addr), "{err}");
+}
+
+#[test]
+fn a_taken_mqtt_port_is_one_line_naming_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let geodata = geodata_dir();
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--geodata",
+        geodata.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--mqtt-listen",
+        &addr,
+    ]));
+    assert!(
+        err.contains("--mqtt-listen") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_broker_url_is_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let geodata = geodata_dir();
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        &db,
+        "--geodata",
+        geodata.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--mqtt-url",
+        "amqp://x",
+    ]));
+    assert!(
+        err.contains("--mqtt-url") && err.contains("amqp://x"),
+        "{err}"
+    );
 }

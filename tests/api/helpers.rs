@@ -25,6 +25,8 @@ pub fn default_now() -> DateTime<Utc> {
 /// A running service with its own store, on free ports.
 pub struct TestApp {
     pub base: String,
+    /// `(host, port)` of the broker the service uses.
+    pub broker: (String, u16),
     pub database_url: String,
     pub clock: Arc<ManualClock>,
     pub store: Store,
@@ -87,6 +89,8 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults();
     settings.database.database_url = database_url.clone();
     settings.http = "127.0.0.1:0".into();
+    settings.mqtt_listen = "127.0.0.1:0".into();
+    settings.sweep_seconds = 1;
     settings.geodata = geodata_dir();
     tweak(&mut settings);
     let clock = Arc::new(ManualClock::new(default_now()));
@@ -104,6 +108,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
                 Ok(app) => {
                     let _ = tx.send(Ok((
                         app.http_port(),
+                        app.mqtt_port(),
                         app.handle(),
                         app.state().store.clone(),
                     )));
@@ -115,7 +120,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
             }
         });
     });
-    let (port, handle, store) = rx
+    let (port, mqtt_port, handle, store) = rx
         .recv()
         .expect("the service thread ended before reporting")
         .unwrap_or_else(|e| panic!("the service did not start: {e}"));
@@ -125,6 +130,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         .into();
     TestApp {
         base: format!("http://127.0.0.1:{port}"),
+        broker: ("127.0.0.1".into(), mqtt_port),
         database_url,
         clock,
         store,
@@ -142,6 +148,34 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// A device (or any MQTT client) on the service's broker.
+    pub fn mqtt(&self, client_id: &str) -> MqttClient {
+        MqttClient::connect(client_id, &self.broker.0, self.broker.1)
+    }
+
+    /// Waits until the service reports the broker link up.
+    pub fn wait_for_broker(&self) {
+        wait_until("the service to connect to its broker", || {
+            self.get("/healthz").json()["broker"] == "up"
+        });
+    }
+
+    /// A bay's status as the REST API reports it.
+    pub fn bay_status(&self, bay: &str) -> String {
+        self.get(&format!("/v1/bays/{bay}")).json()["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// The value of a counter in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").body;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+    }
+
     fn read(mut res: ureq::http::Response<ureq::Body>) -> Reply {
         let status = res.status().as_u16();
         let headers: Vec<(String, String)> = res
@@ -203,4 +237,133 @@ impl TestApp {
             .expect("store the token");
         t.secret
     }
+}
+
+/// Polls `cond` every 20 ms until it holds, failing after 10 seconds.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A plain MQTT client, as a device or a dashboard would be.
+pub struct MqttClient {
+    client: rumqttc::Client,
+    incoming: mpsc::Receiver<rumqttc::Publish>,
+}
+
+impl MqttClient {
+    /// Connects (clean session) and starts receiving on a thread of its own.
+    pub fn connect(client_id: &str, host: &str, port: u16) -> MqttClient {
+        let mut options = rumqttc::MqttOptions::new(client_id, host, port);
+        options.set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut connection) = rumqttc::Client::new(options, 1000);
+        let (tx, incoming) = mpsc::channel();
+        let (ready_tx, ready) = mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        if tx.send(p).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                }
+            }
+        });
+        ready
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("connected to the broker");
+        MqttClient { client, incoming }
+    }
+
+    /// Subscribes at QoS 1 and waits until the broker has taken it.
+    pub fn subscribe(&self, filter: &str) {
+        self.client
+            .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+            .expect("subscribe");
+        // A round trip through our own topic proves the subscription is live.
+        let probe = format!("kerbside-test/probe/{}", rand_suffix());
+        self.client
+            .subscribe(&probe, rumqttc::QoS::AtLeastOnce)
+            .expect("subscribe");
+        loop {
+            self.client
+                .publish(&probe, rumqttc::QoS::AtLeastOnce, false, "probe")
+                .expect("publish");
+            if let Ok(p) = self
+                .incoming
+                .recv_timeout(std::time::Duration::from_millis(500))
+                && p.topic == probe
+            {
+                return;
+            }
+        }
+    }
+
+    /// Publishes `payload` at QoS 1 to `topic`.
+    pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .expect("publish");
+    }
+
+    /// Publishes a JSON payload to a device's events topic.
+    pub fn send_events(&self, device: &str, payload: &Value) {
+        self.publish(
+            &format!("kerbside/v1/devices/{device}/events"),
+            payload.to_string(),
+        );
+    }
+
+    /// The next message on `topic` within 10 seconds, as JSON.
+    pub fn next_on(&self, topic: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let p = self
+                .incoming
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no message on {topic} within 10 s"));
+            if p.topic == topic {
+                return serde_json::from_slice(&p.payload).expect("JSON message");
+            }
+        }
+    }
+
+    /// Messages on `topic` until `pred` holds for one, which is returned.
+    pub fn wait_on(&self, topic: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let v = self.next_on(topic);
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+/// A short random suffix for unique names.
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An RFC 3339 instant `minutes` after the tests' default now.
+pub fn at(minutes: i64) -> String {
+    (default_now() + chrono::Duration::minutes(minutes)).to_rfc3339()
 }

@@ -7,5 +7,6 @@ mod cli;
 mod docs;
 mod geodata;
 mod helpers;
+mod ingest;
 mod layout;
 mod roads;

@@ -3,10 +3,29 @@
 use crate::helpers::spawn_app;
 
 #[test]
-fn healthz_reports_the_store_up() {
+fn healthz_reports_the_store_and_the_broker_up() {
     let app = spawn_app();
+    app.wait_for_broker();
     let r = app.get("/healthz");
     assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "ok", "store": "up", "broker": "up"})
+    );
+}
+
+#[test]
+fn healthz_is_503_while_the_broker_is_unreachable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app =
+        crate::helpers::spawn_app_with(|s| s.mqtt_url = Some(format!("mqtt://127.0.0.1:{closed}")));
+    let r = app.get("/healthz");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["broker"], "down");
     assert_eq!(r.json()["store"], "up");
 }
 

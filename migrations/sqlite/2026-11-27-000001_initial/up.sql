@@ -90,7 +90,7 @@ CREATE TABLE bay_states (
     bay_id           TEXT PRIMARY KEY NOT NULL REFERENCES bays (bay_id),
     status           TEXT NOT NULL,
     since_ms         BIGINT NOT NULL,
-    status_event_ms  BIGINT NOT NULL,
+    status_event_ms  BIGINT,
     last_event_at_ms BIGINT NOT NULL,
     updated_at_ms    BIGINT NOT NULL
 );

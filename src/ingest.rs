@@ -1,0 +1,210 @@
+//! The ingest step between the broker and the store: decode each message
+//! into events or rejections, place positions on the street, store the batch
+//! in one transaction, and bring the street up to date after the commit.
+//!
+//! It knows nothing of MQTT: it takes (topic, payload) pairs, so the MQTT
+//! loop, tests and benchmarks drive the same code.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::clock::Clock;
+use crate::domain::events::{Event, EventType, Reason, Rejection, Sanity, decode_payload};
+use crate::domain::ids::{BayId, DeviceId, RoadId};
+use crate::domain::occupancy::Report;
+use crate::metrics::Metrics;
+use crate::store::{BatchWrite, EventRecord, RejectionRecord, Store, StoreError};
+use crate::street::{Placement, Street};
+
+/// One message as it arrived.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// The device segment of the topic, as sent.
+    pub device: String,
+    pub payload: Vec<u8>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// What a committed batch changed, for the publisher.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Rejections to tell each device: (device as sent, rejection).
+    pub rejections: Vec<(String, Rejection)>,
+    /// The bays whose state changed, with their road and new report.
+    pub bays: Vec<(BayId, RoadId, Report)>,
+    /// Events stored as new, duplicates, and rejections, in this batch.
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+/// Everything ingest needs; cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    pub store: Store,
+    pub street: Arc<Street>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub retention: Duration,
+}
+
+fn payload_excerpt(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok()?;
+    Some(text.chars().take(4096).collect())
+}
+
+impl Ingestor {
+    /// Decodes, places and stores a batch of messages (blocking: call it
+    /// off the async runtime). On error nothing was stored and the street is
+    /// unchanged: the caller retries the same batch.
+    pub fn process(&self, messages: &[Message]) -> Result<Committed, StoreError> {
+        let now = self.clock.now();
+        let sanity = Sanity {
+            retention: self.retention,
+        };
+        let map = self.street.map();
+        let mut batch = BatchWrite::default();
+        let mut told = Vec::new();
+        for m in messages {
+            let Ok(device) = DeviceId::parse(&m.device) else {
+                let r = Rejection {
+                    event_id: None,
+                    reason: Reason::Malformed,
+                    detail: format!(
+                        "device id {:?} in the topic breaks the identifier rule",
+                        m.device
+                    ),
+                };
+                told.push((m.device.clone(), r.clone()));
+                batch.rejections.push(RejectionRecord {
+                    device_id: m.device.clone(),
+                    rejection: r,
+                    payload: payload_excerpt(&m.payload),
+                    received_at: m.received_at,
+                });
+                continue;
+            };
+            for outcome in decode_payload(&device, &m.payload, now, sanity) {
+                match outcome.and_then(|e| place(&map, e)) {
+                    Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
+                        event,
+                        bay_id,
+                        road_id,
+                        received_at: m.received_at,
+                    }),
+                    Err(r) => {
+                        told.push((m.device.clone(), r.clone()));
+                        batch.rejections.push(RejectionRecord {
+                            device_id: m.device.clone(),
+                            rejection: r,
+                            payload: payload_excerpt(&m.payload),
+                            received_at: m.received_at,
+                        });
+                    }
+                }
+            }
+        }
+
+        let touched: Vec<&BayId> = batch
+            .events
+            .iter()
+            .filter_map(|e| e.bay_id.as_ref())
+            .collect();
+        let current = self.street.states_of(touched);
+        let result = self.store.write_batch(&batch, &current, now)?;
+
+        let duplicates = result.duplicate.iter().filter(|d| **d).count();
+        let accepted = batch.events.len() - duplicates;
+        self.metrics
+            .events_accepted
+            .fetch_add(accepted as u64, Ordering::Relaxed);
+        self.metrics
+            .events_duplicate
+            .fetch_add(duplicates as u64, Ordering::Relaxed);
+        for (_, r) in &told {
+            self.metrics.rejected(r.reason);
+        }
+        self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.batch_size.observe(messages.len() as f64);
+        let committed_at = self.clock.now();
+        for m in messages {
+            let secs = (committed_at - m.received_at)
+                .num_microseconds()
+                .unwrap_or(0) as f64
+                / 1e6;
+            self.metrics.commit_latency.observe(secs);
+        }
+
+        let roads: HashMap<&BayId, &RoadId> = batch
+            .events
+            .iter()
+            .filter_map(|e| Some((e.bay_id.as_ref()?, e.road_id.as_ref()?)))
+            .collect();
+        let staleness = self.street.staleness();
+        let bays = result
+            .states
+            .iter()
+            .filter_map(|(bay, s)| {
+                let road = roads.get(bay)?;
+                let report = crate::domain::occupancy::BayState::report(Some(s), now, staleness);
+                Some((bay.clone(), (*road).clone(), report))
+            })
+            .collect();
+        self.street.update_states(result.states);
+        Ok(Committed {
+            rejections: told,
+            bays,
+            accepted,
+            duplicates,
+        })
+    }
+}
+
+/// Resolves an event's bay and road: a named bay must be on a current
+/// layout; a position is placed on the street.
+fn place(
+    map: &crate::street::StreetMap,
+    e: Event,
+) -> Result<(Event, Option<BayId>, Option<RoadId>), Rejection> {
+    let reject = |e: &Event, reason, detail: String| Rejection {
+        event_id: Some(e.event_id.to_string()),
+        reason,
+        detail,
+    };
+    if let Some(bay) = &e.bay_id {
+        return match map.bay(bay) {
+            Some((road, _)) => {
+                let road_id = road.info.road_id.clone();
+                let bay = bay.clone();
+                Ok((e, Some(bay), Some(road_id)))
+            }
+            None => {
+                let detail = format!("bay {bay} is on no current layout");
+                Err(reject(&e, Reason::UnknownBay, detail))
+            }
+        };
+    }
+    let Some(p) = e.position else {
+        // Only a heartbeat may name neither; decoding saw to that.
+        return Ok((e, None, None));
+    };
+    match map.place(p, e.kind) {
+        Placement::Bay { bay_id, road_id } => Ok((e, Some(bay_id), Some(road_id))),
+        Placement::Road { road_id } => Ok((e, None, Some(road_id))),
+        Placement::Nowhere if e.kind == EventType::Heartbeat => Ok((e, None, None)),
+        Placement::Nowhere => {
+            let detail = format!(
+                "position ({:.7}, {:.7}) is in no bay and not within 3 m of one{}",
+                p.lon,
+                p.lat,
+                match e.kind {
+                    EventType::Observed | EventType::Report => ", nor within 30 m of a road",
+                    _ => "",
+                }
+            );
+            Err(reject(&e, Reason::NoBayNearby, detail))
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! MQTT: the embedded broker, the link to the broker, and the ingest loop.
+//!
+//! ```text
+//! broker -> event loop task -> channel -> batcher -> Ingestor::process (one transaction)
+//!           (only polls)                                 -> acks, in arrival order
+//!                                                        -> retained bay states, rejections
+//! ```
+//!
+//! The event loop task only polls the connection and forwards each publish;
+//! it never waits on the store. QoS 1 messages are acknowledged only after
+//! the batch holding them is committed, so a crash before that makes the
+//! broker redeliver them, and the `(device_id, event_id)` key turns the
+//! redelivery into a duplicate. Only this module imports rumqttc.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use serde::Serialize;
+use tokio::sync::{Mutex, mpsc};
+
+use crate::domain::ids::{BayId, RoadId};
+use crate::domain::occupancy::BayStatus;
+use crate::ingest::{Ingestor, Message};
+
+pub mod broker;
+pub mod topics;
+
+/// Most messages committed in one transaction.
+pub const MAX_BATCH_MESSAGES: usize = 1000;
+/// Largest packet the client accepts from the broker, bytes. Larger
+/// payloads than the 256 KiB event limit still arrive, to be rejected with
+/// a reason; cap message size at the broker above this.
+pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the MQTT link could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttError {
+    #[error("--mqtt-url {0:?} is not mqtt://HOST:PORT")]
+    BadUrl(String),
+}
+
+/// Where to connect and as whom.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    pub host: String,
+    pub port: u16,
+    /// The client id, and so the persistent session on the broker.
+    pub client_id: String,
+    /// How often bay staleness is re-evaluated and published.
+    pub sweep_every: Duration,
+}
+
+/// Parses `mqtt://HOST[:PORT]` (port 1883 when absent).
+pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
+    let bad = || MqttError::BadUrl(url.to_owned());
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(bad)?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || host.contains('/') {
+        return Err(bad());
+    }
+    Ok((
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+    ))
+}
+
+/// The running link: whether it is connected, for `/healthz`.
+#[derive(Clone)]
+pub struct MqttLink {
+    connected: Arc<AtomicBool>,
+}
+
+impl MqttLink {
+    /// Whether the broker connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+}
+
+struct Delivery {
+    publish: Publish,
+    message: Message,
+}
+
+/// Connects to the broker and starts the event loop, batcher and sweep
+/// tasks on the current tokio runtime.
+pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
+    let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+        .set_inflight(1000)
+        .set_request_channel_capacity(65_536);
+    let (client, eventloop) = AsyncClient::new(options, 65_536);
+    let connected = Arc::new(AtomicBool::new(false));
+    // Unbounded, so that the event loop never waits: for QoS 1 the broker's
+    // in-flight window (unacknowledged messages) bounds what can queue here.
+    let (tx, rx) = mpsc::unbounded_channel();
+    let publisher = Arc::new(Publisher {
+        client: client.clone(),
+        last: Mutex::new(HashMap::new()),
+    });
+    tokio::spawn(poll_loop(
+        eventloop,
+        client.clone(),
+        tx,
+        connected.clone(),
+        ingestor.clone(),
+    ));
+    tokio::spawn(batch_loop(rx, client, ingestor.clone(), publisher.clone()));
+    tokio::spawn(sweep_loop(config.sweep_every, ingestor, publisher));
+    MqttLink { connected }
+}
+
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    tx: mpsc::UnboundedSender<Delivery>,
+    connected: Arc<AtomicBool>,
+    ingestor: Ingestor,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                connected.store(true, Ordering::Relaxed);
+                backoff = Duration::from_millis(100);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                if let Err(e) = client.try_subscribe(topics::EVENTS_FILTER, QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, "cannot subscribe to device events");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let device = topics::device_of_events_topic(&publish.topic)
+                    .unwrap_or(&publish.topic)
+                    .to_owned();
+                let message = Message {
+                    device,
+                    payload: publish.payload.to_vec(),
+                    received_at: ingestor.clock.now(),
+                };
+                if tx.send(Delivery { publish, message }).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if connected.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
+                } else {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach the MQTT broker");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn batch_loop(
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    client: AsyncClient,
+    ingestor: Ingestor,
+    publisher: Arc<Publisher>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_MESSAGES {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let (publishes, messages): (Vec<Publish>, Vec<Message>) =
+            batch.into_iter().map(|d| (d.publish, d.message)).unzip();
+        let messages = Arc::new(messages);
+        let mut backoff = Duration::from_millis(50);
+        let committed = loop {
+            let ing = ingestor.clone();
+            let msgs = messages.clone();
+            match tokio::task::spawn_blocking(move || ing.process(&msgs)).await {
+                Ok(Ok(c)) => break c,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, messages = messages.len(), "cannot store a batch; retrying");
+                }
+                Err(e) => tracing::error!(error = %e, "the batch task failed; retrying"),
+            }
+            ingestor
+                .metrics
+                .store_retries
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        };
+        // Committed: now, and only now, acknowledge, in arrival order.
+        for p in &publishes {
+            if let Err(e) = client.ack(p).await {
+                tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
+            }
+        }
+        for (device, r) in &committed.rejections {
+            let body = RejectionMessage {
+                event_id: r.event_id.as_deref(),
+                reason: r.reason.as_str(),
+                detail: &r.detail,
+            };
+            publisher
+                .send(topics::rejections(device), false, &body)
+                .await;
+        }
+        let bays = committed.bays.iter().map(|(b, r, _)| (b, r));
+        publisher.publish_changes(&ingestor, bays).await;
+    }
+}
+
+async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publisher>) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let map = ingestor.street.map();
+        let all: Vec<(BayId, RoadId)> = map
+            .roads
+            .values()
+            .flat_map(|v| {
+                v.layout
+                    .bays
+                    .iter()
+                    .map(|b| (b.bay_id.clone(), v.info.road_id.clone()))
+            })
+            .collect();
+        publisher
+            .publish_changes(&ingestor, all.iter().map(|(b, r)| (b, r)))
+            .await;
+    }
+}
+
+#[derive(Serialize)]
+struct RejectionMessage<'a> {
+    event_id: Option<&'a str>,
+    reason: &'a str,
+    detail: &'a str,
+}
+
+#[derive(Serialize)]
+struct StateMessage<'a> {
+    bay_id: &'a str,
+    road_id: &'a str,
+    status: &'a str,
+    since: Option<String>,
+    updated_at: String,
+}
+
+/// Publishes retained bay states when a bay's reported status changes.
+struct Publisher {
+    client: AsyncClient,
+    /// The status last published per bay; held while publishing, so that
+    /// states go out in the order they were computed.
+    last: Mutex<HashMap<BayId, BayStatus>>,
+}
+
+impl Publisher {
+    async fn send(&self, topic: String, retain: bool, body: &impl Serialize) {
+        let payload = match serde_json::to_vec(body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode an outgoing message");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot publish");
+        }
+    }
+
+    /// Publishes the state of each of `bays` whose status differs from the
+    /// one last published, as reported now.
+    async fn publish_changes<'a>(
+        &self,
+        ingestor: &Ingestor,
+        bays: impl Iterator<Item = (&'a BayId, &'a RoadId)>,
+    ) {
+        let mut last = self.last.lock().await;
+        let now = ingestor.clock.now();
+        for (bay, road) in bays {
+            let report = ingestor.street.report(bay, now);
+            if last.get(bay) == Some(&report.status) {
+                continue;
+            }
+            last.insert(bay.clone(), report.status);
+            let body = StateMessage {
+                bay_id: bay.as_str(),
+                road_id: road.as_str(),
+                status: report.status.as_str(),
+                since: report.since.map(crate::clock::rfc3339),
+                updated_at: crate::clock::rfc3339(now),
+            };
+            self.send(topics::bay_state(bay.as_str()), true, &body)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_url("mqtt://127.0.0.1:1883").unwrap(),
+            ("127.0.0.1".into(), 1883)
+        );
+        assert_eq!(
+            parse_url("mqtt://broker.city").unwrap(),
+            ("broker.city".into(), 1883)
+        );
+        assert!(parse_url("http://x:1").is_err());
+        assert!(parse_url("mqtt://:1883").is_err());
+        assert!(parse_url("mqtt://h:port").is_err());
+    }
+}

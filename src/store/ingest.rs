@@ -1,0 +1,355 @@
+//! Writing a batch of device events in one transaction: the events (the
+//! unique key on `(device_id, event_id)` decides duplicates), rejections,
+//! device last-seen times, bay states and parking sessions.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+
+use super::schema::{bay_states, devices, events, parking_sessions, rejections};
+use super::{Store, StoreError, from_ms, to_ms};
+use crate::domain::events::{Event, EventType, Rejection};
+use crate::domain::ids::{BayId, RoadId};
+use crate::domain::occupancy::{
+    Applied, BayState, BayStatus, OpenSession, SessionOp, Signal, apply, replay,
+};
+
+/// An accepted event with where it resolved to.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub event: Event,
+    /// The bay it is about (given, or resolved from its position).
+    pub bay_id: Option<BayId>,
+    /// The road it is about (the bay's, or the nearest for off-bay positions).
+    pub road_id: Option<RoadId>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// A refused event, stored so that nothing is silently lost.
+#[derive(Debug, Clone)]
+pub struct RejectionRecord {
+    /// The device named in the topic (as sent, even if invalid).
+    pub device_id: String,
+    pub rejection: Rejection,
+    /// The payload, when it is text (cut to 4 KiB), for diagnosis.
+    pub payload: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// One batch to store.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    pub events: Vec<EventRecord>,
+    pub rejections: Vec<RejectionRecord>,
+}
+
+/// What storing a batch decided.
+#[derive(Debug, Default)]
+pub struct BatchResult {
+    /// Per event of the batch, in order: whether it was a duplicate.
+    pub duplicate: Vec<bool>,
+    /// The new state of every bay the batch changed.
+    pub states: HashMap<BayId, BayState>,
+}
+
+fn signal(e: &Event) -> Signal<'_> {
+    match e.kind {
+        EventType::Occupied => Signal::Occupied,
+        EventType::Vacated => Signal::Vacated,
+        EventType::Observed => Signal::Observed {
+            plate: e.plate.as_deref().unwrap_or_default(),
+        },
+        // A report or heartbeat about a bay shows it is watched: it keeps
+        // the bay fresh without changing its status.
+        EventType::Report | EventType::Heartbeat => Signal::Heartbeat,
+    }
+}
+
+const STATUS_TYPES: [&str; 3] = ["occupied", "vacated", "observed"];
+
+impl Store {
+    /// Stores a batch in one transaction and returns which events were
+    /// duplicates and the new states of the bays it touched. `current`
+    /// holds the present state of (at least) every bay the batch names;
+    /// `now` is recorded as the states' update time.
+    pub fn write_batch(
+        &self,
+        batch: &BatchWrite,
+        current: &HashMap<BayId, BayState>,
+        now: DateTime<Utc>,
+    ) -> Result<BatchResult, StoreError> {
+        self.conn()?.immediate_transaction(|conn| {
+            let mut result = BatchResult::default();
+            let mut seen_devices: HashMap<&str, i64> = HashMap::new();
+            let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
+            for rec in &batch.events {
+                let e = &rec.event;
+                let inserted = diesel::insert_into(events::table)
+                    .values((
+                        events::device_id.eq(e.device_id.as_str()),
+                        events::event_id.eq(e.event_id.as_str()),
+                        events::event_type.eq(e.kind.as_str()),
+                        events::observed_at_ms.eq(to_ms(e.observed_at)),
+                        events::received_at_ms.eq(to_ms(rec.received_at)),
+                        events::bay_id.eq(rec.bay_id.as_ref().map(BayId::as_str)),
+                        events::road_id.eq(rec.road_id.as_ref().map(RoadId::as_str)),
+                        events::lon.eq(e.position.map(|p| p.lon)),
+                        events::lat.eq(e.position.map(|p| p.lat)),
+                        events::plate.eq(e.plate.as_deref()),
+                        events::category.eq(e.category.map(|c| c.as_str())),
+                        events::note.eq(e.note.as_deref()),
+                    ))
+                    .on_conflict((events::device_id, events::event_id))
+                    .do_nothing()
+                    .execute(conn)?;
+                let duplicate = inserted == 0;
+                result.duplicate.push(duplicate);
+                let seen = seen_devices.entry(e.device_id.as_str()).or_insert(i64::MIN);
+                *seen = (*seen).max(to_ms(rec.received_at));
+                if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
+                    by_bay.push((bay, road.as_str(), e));
+                }
+            }
+            for r in &batch.rejections {
+                diesel::insert_into(rejections::table)
+                    .values((
+                        rejections::device_id.eq(&r.device_id),
+                        rejections::event_id.eq(r.rejection.event_id.as_deref()),
+                        rejections::reason.eq(r.rejection.reason.as_str()),
+                        rejections::detail.eq(&r.rejection.detail),
+                        rejections::payload.eq(r.payload.as_deref()),
+                        rejections::received_at_ms.eq(to_ms(r.received_at)),
+                    ))
+                    .execute(conn)?;
+            }
+            for (device, seen_ms) in seen_devices {
+                diesel::insert_into(devices::table)
+                    .values((
+                        devices::device_id.eq(device),
+                        devices::first_seen_ms.eq(seen_ms),
+                        devices::last_seen_ms.eq(seen_ms),
+                    ))
+                    .on_conflict(devices::device_id)
+                    .do_update()
+                    .set(devices::last_seen_ms.eq(seen_ms))
+                    .execute(conn)?;
+            }
+
+            // Apply to each bay in arrival order; a late event means replay.
+            let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
+            let mut roads: HashMap<&BayId, &str> = HashMap::new();
+            for (bay, road, e) in by_bay {
+                roads.insert(bay, road);
+                let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
+                match apply(state.as_ref(), e.observed_at, signal(e)) {
+                    Applied::Next(mut next, ops) => {
+                        run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
+                        result.states.insert(bay.clone(), next);
+                    }
+                    Applied::Late => {
+                        let t = late_from.entry(bay).or_insert(e.observed_at);
+                        *t = (*t).min(e.observed_at);
+                        // Still the newest thing heard of the bay, perhaps.
+                        if let Some(mut s) = state {
+                            s.last_event_at = s.last_event_at.max(e.observed_at);
+                            result.states.insert(bay.clone(), s);
+                        }
+                    }
+                }
+            }
+            for (bay, t0) in late_from {
+                let prev = result.states.get(bay).cloned();
+                let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
+                result.states.insert(bay.clone(), next);
+            }
+            for (bay, s) in &result.states {
+                let values = (
+                    bay_states::bay_id.eq(bay.as_str()),
+                    bay_states::status.eq(s.status.as_str()),
+                    bay_states::since_ms.eq(to_ms(s.since)),
+                    bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
+                    bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
+                    bay_states::updated_at_ms.eq(to_ms(now)),
+                );
+                diesel::insert_into(bay_states::table)
+                    .values(values)
+                    .on_conflict(bay_states::bay_id)
+                    .do_update()
+                    .set(values)
+                    .execute(conn)?;
+            }
+            Ok(result)
+        })
+    }
+}
+
+fn insert_session(
+    conn: &mut SqliteConnection,
+    bay: &BayId,
+    road: &str,
+    started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
+    source: &str,
+    plate: Option<&str>,
+) -> Result<i64, StoreError> {
+    Ok(diesel::insert_into(parking_sessions::table)
+        .values((
+            parking_sessions::bay_id.eq(bay.as_str()),
+            parking_sessions::road_id.eq(road),
+            parking_sessions::started_at_ms.eq(to_ms(started_at)),
+            parking_sessions::ended_at_ms.eq(ended_at.map(to_ms)),
+            parking_sessions::source.eq(source),
+            parking_sessions::plate.eq(plate),
+        ))
+        .returning(parking_sessions::session_id)
+        .get_result(conn)?)
+}
+
+/// Carries out the session changes of one in-order event; fills in the id
+/// of a newly opened session in `next`.
+fn run_session_ops(
+    conn: &mut SqliteConnection,
+    bay: &BayId,
+    road: &str,
+    prev: Option<&BayState>,
+    next: &mut BayState,
+    ops: Vec<SessionOp>,
+) -> Result<(), StoreError> {
+    let mut open_id = prev.and_then(|p| p.open.as_ref()).and_then(|o| o.id);
+    for op in ops {
+        match op {
+            SessionOp::Open {
+                started_at,
+                source,
+                plate,
+            } => {
+                let id = insert_session(
+                    conn,
+                    bay,
+                    road,
+                    started_at,
+                    None,
+                    source.as_str(),
+                    plate.as_deref(),
+                )?;
+                open_id = Some(id);
+                if let Some(o) = next.open.as_mut() {
+                    o.id = Some(id);
+                }
+            }
+            SessionOp::Close { ended_at } => {
+                if let Some(id) = open_id.take() {
+                    diesel::update(parking_sessions::table.find(id))
+                        .set(parking_sessions::ended_at_ms.eq(to_ms(ended_at)))
+                        .execute(conn)?;
+                }
+            }
+            SessionOp::SetPlate { plate } => {
+                if let Some(id) = open_id {
+                    diesel::update(parking_sessions::table.find(id))
+                        .set(parking_sessions::plate.eq(plate))
+                        .execute(conn)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds a bay's sessions and state from its stored status events, from
+/// the start of the session in progress at `t0` (or `t0` itself).
+fn replay_bay(
+    conn: &mut SqliteConnection,
+    bay: &BayId,
+    road: &str,
+    t0: DateTime<Utc>,
+    prev: Option<BayState>,
+) -> Result<BayState, StoreError> {
+    let t0_ms = to_ms(t0);
+    let affected = parking_sessions::table
+        .filter(parking_sessions::bay_id.eq(bay.as_str()))
+        .filter(
+            parking_sessions::ended_at_ms
+                .is_null()
+                .or(parking_sessions::ended_at_ms.ge(t0_ms)),
+        );
+    let first_start: Option<i64> = affected
+        .select(diesel::dsl::min(parking_sessions::started_at_ms))
+        .first(conn)?;
+    let s0 = first_start.map_or(t0_ms, |s| s.min(t0_ms));
+    diesel::delete(affected).execute(conn)?;
+
+    // Between sessions at s0: free since the last earlier session ended, if
+    // any status event came before.
+    let before: Option<i64> = events::table
+        .filter(events::bay_id.eq(bay.as_str()))
+        .filter(events::event_type.eq_any(STATUS_TYPES))
+        .filter(events::observed_at_ms.lt(s0))
+        .select(diesel::dsl::max(events::observed_at_ms))
+        .first(conn)?;
+    let last_end: Option<i64> = parking_sessions::table
+        .filter(parking_sessions::bay_id.eq(bay.as_str()))
+        .select(diesel::dsl::max(parking_sessions::ended_at_ms))
+        .first(conn)?;
+    let start = before
+        .map(|b| -> Result<BayState, StoreError> {
+            Ok(BayState {
+                status: BayStatus::Free,
+                since: from_ms(last_end.unwrap_or(b))?,
+                status_at: Some(from_ms(b)?),
+                last_event_at: from_ms(b)?,
+                open: None,
+            })
+        })
+        .transpose()?;
+
+    let rows: Vec<(i64, String, Option<String>)> = events::table
+        .filter(events::bay_id.eq(bay.as_str()))
+        .filter(events::event_type.eq_any(STATUS_TYPES))
+        .filter(events::observed_at_ms.ge(s0))
+        .order((events::observed_at_ms, events::seq))
+        .select((events::observed_at_ms, events::event_type, events::plate))
+        .load(conn)?;
+    let timeline = rows
+        .iter()
+        .map(|(ms, ty, plate)| {
+            let signal = match ty.as_str() {
+                "occupied" => Signal::Occupied,
+                "vacated" => Signal::Vacated,
+                _ => Signal::Observed {
+                    plate: plate.as_deref().unwrap_or_default(),
+                },
+            };
+            Ok((from_ms(*ms)?, signal))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let (state, spans) = replay(start, timeline);
+    let mut state = state.ok_or_else(|| {
+        StoreError::Corrupt(format!("bay {bay}: no status event to replay from {t0}"))
+    })?;
+    for span in &spans {
+        let id = insert_session(
+            conn,
+            bay,
+            road,
+            span.started_at,
+            span.ended_at,
+            span.source.as_str(),
+            span.plate.as_deref(),
+        )?;
+        if span.ended_at.is_none() {
+            state.open = Some(OpenSession {
+                id: Some(id),
+                started_at: span.started_at,
+                source: span.source,
+                plate: span.plate.clone(),
+            });
+        }
+    }
+    if let Some(p) = prev {
+        state.last_event_at = state.last_event_at.max(p.last_event_at);
+    }
+    Ok(state)
+}
