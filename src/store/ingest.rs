@@ -353,3 +353,15 @@ fn replay_bay(
     }
     Ok(state)
 }
+
+impl Store {
+    /// How many distinct events are stored.
+    pub fn event_count(&self) -> Result<i64, StoreError> {
+        Ok(events::table.count().get_result(&mut self.conn()?)?)
+    }
+
+    /// How many rejections are stored.
+    pub fn rejection_count(&self) -> Result<i64, StoreError> {
+        Ok(rejections::table.count().get_result(&mut self.conn()?)?)
+    }
+}

@@ -32,6 +32,7 @@ pub struct TestApp {
     pub store: Store,
     agent: ureq::Agent,
     handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
     // Dropped last: the store's file lives here.
     _dir: tempfile::TempDir,
 }
@@ -97,7 +98,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
     let (tx, rx) = mpsc::channel();
     let app_clock = clock.clone();
-    std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -136,14 +137,19 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         store,
         agent,
         handle,
+        thread: Some(thread),
         _dir: dir,
     }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // Stop accepting; the runtime thread ends when the server future does.
+        // Stop the server; its runtime, and with it the MQTT link, ends
+        // when the server future does.
         drop(self.handle.stop(false));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -240,8 +246,13 @@ impl TestApp {
 }
 
 /// Polls `cond` every 20 ms until it holds, failing after 10 seconds.
-pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
+    wait_until_within(what, 10, cond);
+}
+
+/// Polls `cond` every 20 ms until it holds, failing after `secs` seconds.
+pub fn wait_until_within(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     while !cond() {
         assert!(
             std::time::Instant::now() < deadline,

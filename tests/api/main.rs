@@ -3,10 +3,13 @@
 //! names one). One test binary for all of it.
 
 mod auth;
+mod brokers;
 mod cli;
 mod docs;
 mod geodata;
 mod helpers;
 mod ingest;
+mod kill;
 mod layout;
+mod mosquitto;
 mod roads;

@@ -1,0 +1,254 @@
+//! The kill test: 20,000 QoS 1 events published to a Mosquitto that queues
+//! without limit, the service killed with SIGKILL mid-stream and started
+//! again; every event must be accounted for exactly once, and the sessions
+//! and final states must be what the published events imply.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use kerbside::domain::auth::{Role, generate_token};
+use kerbside::store::Store;
+use serde_json::{Value, json};
+
+use crate::brokers::PrivateMosquitto;
+use crate::helpers::{geodata_dir, wait_until_within};
+
+const EVENTS: usize = 20_000;
+const KILL_AFTER: usize = 6_000;
+
+struct Service {
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Service {
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_kerbside"))
+            .args(&self.args)
+            .env("KERBSIDE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the kerbside binary starts");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("SIGKILL");
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn get(agent: &ureq::Agent, url: &str, token: &str) -> Value {
+    agent
+        .get(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .call()
+        .and_then(|mut r| r.body_mut().read_json())
+        .unwrap_or(Value::Null)
+}
+
+fn parse(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_str()
+        .map(|s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
+}
+
+#[test]
+fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = PrivateMosquitto::start(dir.path(), 100);
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let store = Store::open(&db).unwrap();
+    let token = generate_token();
+    store
+        .create_token("kill test", Role::Warden, &token.hash, Utc::now())
+        .unwrap();
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let base_url = format!("http://{http}");
+    let mut service = Service {
+        args: [
+            "serve",
+            "--database-url",
+            &db,
+            "--mqtt-url",
+            &broker.url(),
+            "--mqtt-client-id",
+            "kerbside-kill-test",
+            "--http",
+            &http.to_string(),
+            "--geodata",
+            geodata_dir().to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+        child: None,
+    };
+    service.start();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let healthy = |agent: &ureq::Agent| {
+        agent
+            .get(format!("{base_url}/healthz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200)
+    };
+    wait_until_within("the service to be healthy", 30, || healthy(&agent));
+
+    // Event i is about bay i % 136; each bay alternates occupied, vacated, ...
+    let layout = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
+        .unwrap()
+        .remove(0);
+    let bays: Vec<String> = layout.bays.iter().map(|b| b.bay_id.to_string()).collect();
+    let start = Utc::now()
+        .duration_trunc(Duration::milliseconds(1))
+        .unwrap()
+        - Duration::minutes(15);
+    let events: Vec<(String, &'static str, DateTime<Utc>)> = (0..EVENTS)
+        .map(|i| {
+            let kind = if (i / bays.len()) % 2 == 0 {
+                "occupied"
+            } else {
+                "vacated"
+            };
+            (
+                bays[i % bays.len()].clone(),
+                kind,
+                start + Duration::milliseconds(40 * i as i64),
+            )
+        })
+        .collect();
+
+    // Publish from a thread of its own, counting the broker's PUBACKs.
+    let acked = Arc::new(AtomicUsize::new(0));
+    let mut options = rumqttc::MqttOptions::new("kill-test-publisher", "127.0.0.1", broker.port);
+    options.set_inflight(100);
+    let (client, mut connection) = rumqttc::Client::new(options, 1000);
+    let counter = acked.clone();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    if counter.fetch_add(1, Ordering::Relaxed) + 1 == EVENTS {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("publisher lost the broker: {e}"),
+            }
+        }
+    });
+    let to_publish = events.clone();
+    let publisher = std::thread::spawn(move || {
+        for (i, (bay, kind, at)) in to_publish.iter().enumerate() {
+            let device = format!("sensor-{bay}");
+            let body = json!({"event_id": format!("e{i}"), "type": kind, "observed_at": at.to_rfc3339(), "bay_id": bay});
+            client
+                .publish(
+                    format!("kerbside/v1/devices/{device}/events"),
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    body.to_string(),
+                )
+                .unwrap();
+        }
+    });
+
+    wait_until_within("a third of the events to reach the broker", 60, || {
+        acked.load(Ordering::Relaxed) >= KILL_AFTER
+    });
+    service.kill();
+    let stored_at_kill = store.event_count().unwrap();
+    eprintln!("killed with {stored_at_kill} of {EVENTS} events stored");
+    service.start();
+    publisher.join().unwrap();
+    wait_until_within("every event to be stored", 120, || {
+        store.event_count().unwrap() == EVENTS as i64
+    });
+    assert!(
+        stored_at_kill < EVENTS as i64,
+        "the kill came after the stream; nothing was tested"
+    );
+    wait_until_within("the restarted service to be healthy", 30, || {
+        healthy(&agent)
+    });
+    assert_eq!(store.rejection_count().unwrap(), 0);
+
+    // What the published events imply, bay by bay.
+    let mut per_bay: BTreeMap<&str, Vec<(&str, DateTime<Utc>)>> = BTreeMap::new();
+    for (bay, kind, at) in &events {
+        per_bay.entry(bay).or_default().push((kind, *at));
+    }
+    let mut expected_sessions = BTreeSet::new();
+    let mut expected_state = BTreeMap::new();
+    for (bay, evs) in &per_bay {
+        for pair in evs.chunks(2) {
+            expected_sessions.insert((bay.to_string(), pair[0].1, pair.get(1).map(|p| p.1)));
+        }
+        let (kind, at) = evs.last().unwrap();
+        expected_state.insert(
+            bay.to_string(),
+            (
+                if *kind == "occupied" {
+                    "occupied"
+                } else {
+                    "free"
+                },
+                *at,
+            ),
+        );
+    }
+
+    let mut got_sessions = BTreeSet::new();
+    let mut url = format!(
+        "{base_url}/v1/roads/qingfeng-road/sessions?from={}&to={}&limit=5000",
+        (start - Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        (Utc::now() + Duration::minutes(1)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    );
+    loop {
+        let page = get(&agent, &url, &token.secret);
+        for s in page["sessions"].as_array().expect("a page of sessions") {
+            let fresh = got_sessions.insert((
+                s["bay_id"].as_str().unwrap().to_owned(),
+                parse(&s["started_at"]).unwrap(),
+                parse(&s["ended_at"]),
+            ));
+            assert!(fresh, "a session listed twice: {s}");
+        }
+        match page["next"].as_str() {
+            Some(next) => url = format!("{base_url}{next}"),
+            None => break,
+        }
+    }
+    assert_eq!(got_sessions.len(), expected_sessions.len());
+    assert!(
+        got_sessions == expected_sessions,
+        "sessions differ from what the events imply"
+    );
+
+    let fc = get(
+        &agent,
+        &format!("{base_url}/v1/roads/qingfeng-road/bays"),
+        &token.secret,
+    );
+    for f in fc["features"].as_array().unwrap() {
+        let p = &f["properties"];
+        let (status, since) = expected_state[p["bay_id"].as_str().unwrap()];
+        assert_eq!(p["status"], status, "{}", p["bay_id"]);
+        assert_eq!(parse(&p["since"]), Some(since), "{}", p["bay_id"]);
+    }
+}
