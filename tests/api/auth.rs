@@ -63,6 +63,7 @@ fn a_bearer_scheme_is_case_insensitive() {
 #[test]
 fn public_endpoints_need_no_token() {
     let app = spawn_app();
+    app.wait_for_broker();
     for path in [
         "/healthz",
         "/v1/roads",

@@ -120,7 +120,7 @@ fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
         - Duration::minutes(15);
     let events: Vec<(String, &'static str, DateTime<Utc>)> = (0..EVENTS)
         .map(|i| {
-            let kind = if (i / bays.len()) % 2 == 0 {
+            let kind = if (i / bays.len()).is_multiple_of(2) {
                 "occupied"
             } else {
                 "vacated"
