@@ -78,6 +78,7 @@ impl Application {
         let listener = TcpListener::bind(&settings.http).map_err(bind_err)?;
         let http_port = listener.local_addr().map_err(bind_err)?.port();
 
+        store.spawn_checkpointer(std::time::Duration::from_secs(1));
         let staleness = Duration::minutes(i64::from(settings.staleness_minutes));
         let street = Arc::new(Street::new(layouts, states, staleness));
         let metrics = Arc::new(Metrics::default());

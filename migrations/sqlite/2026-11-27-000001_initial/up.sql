@@ -57,7 +57,7 @@ CREATE TABLE devices (
 
 -- Append-only. (device_id, event_id) is the idempotency key.
 CREATE TABLE events (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            INTEGER PRIMARY KEY,
     device_id      TEXT NOT NULL,
     event_id       TEXT NOT NULL,
     event_type     TEXT NOT NULL,
@@ -75,7 +75,7 @@ CREATE TABLE events (
 CREATE INDEX events_bay_time ON events (bay_id, observed_at_ms);
 
 CREATE TABLE rejections (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq            INTEGER PRIMARY KEY,
     device_id      TEXT NOT NULL,
     event_id       TEXT,
     reason         TEXT NOT NULL,
@@ -96,7 +96,7 @@ CREATE TABLE bay_states (
 );
 
 CREATE TABLE parking_sessions (
-    session_id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id     INTEGER PRIMARY KEY,
     bay_id         TEXT NOT NULL REFERENCES bays (bay_id),
     road_id        TEXT NOT NULL,
     started_at_ms  BIGINT NOT NULL,
@@ -125,7 +125,7 @@ CREATE TABLE violations (
 CREATE INDEX violations_road_status ON violations (road_id, status);
 
 CREATE TABLE violation_history (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY,
     violation_id TEXT NOT NULL REFERENCES violations (violation_id),
     status       TEXT NOT NULL,
     at_ms        BIGINT NOT NULL,
@@ -135,7 +135,7 @@ CREATE TABLE violation_history (
 
 -- Only the SHA-256 digest of a token is kept.
 CREATE TABLE api_tokens (
-    token_id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_id      INTEGER PRIMARY KEY,
     name          TEXT NOT NULL,
     role          TEXT NOT NULL,
     token_hash    TEXT NOT NULL UNIQUE,

@@ -1,0 +1,281 @@
+//! Ingest benchmark: durable events/s beside a bare MQTT subscriber on the
+//! same broker in the same run, then publish-to-visible latency at a fixed
+//! rate.
+//!
+//! ```sh
+//! cargo bench --bench ingest                      # private Mosquitto, 20,000 events
+//! cargo bench --bench ingest -- --events 50000 --inflight 1000 --rate 1000 --seconds 10
+//! ```
+//!
+//! It starts a Mosquitto of its own on a free port (`max_queued_messages 0`,
+//! `max_inflight_messages` from `--inflight`) and kerbside in-process on a
+//! fresh SQLite file. All parts share the machine's cores.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use kerbside::app::Application;
+use kerbside::clock::SystemClock;
+use kerbside::config::Settings;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::mpsc;
+
+#[path = "../tests/support/mosquitto.rs"]
+mod mosquitto;
+
+struct Args {
+    events: usize,
+    inflight: u32,
+    rate: u64,
+    seconds: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        events: 20_000,
+        inflight: 1000,
+        rate: 1000,
+        seconds: 10,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        argv.iter()
+            .position(|x| x == name)
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    if let Some(v) = value("--events") {
+        a.events = v as usize;
+    }
+    if let Some(v) = value("--inflight") {
+        a.inflight = v as u32;
+    }
+    if let Some(v) = value("--rate") {
+        a.rate = v;
+    }
+    if let Some(v) = value("--seconds") {
+        a.seconds = v;
+    }
+    a
+}
+
+fn options(id: &str, port: u16) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// Drives a client's event loop, forwarding incoming publishes.
+fn drive(
+    mut eventloop: rumqttc::EventLoop,
+    tx: Option<mpsc::UnboundedSender<(Instant, rumqttc::Publish)>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(tx) = &tx
+                        && tx.send((Instant::now(), p)).is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("mqtt: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+}
+
+fn event_payload(i: usize, bays: &[String], start: chrono::DateTime<Utc>) -> (String, String) {
+    let bay = &bays[i % bays.len()];
+    let kind = if (i / bays.len()).is_multiple_of(2) {
+        "occupied"
+    } else {
+        "vacated"
+    };
+    let at = start + chrono::Duration::milliseconds(i as i64);
+    let body = format!(
+        r#"{{"event_id":"b{i}","type":"{kind}","observed_at":"{}","bay_id":"{bay}"}}"#,
+        kerbside::clock::rfc3339(at)
+    );
+    (format!("kerbside/v1/devices/bench-{bay}/events"), body)
+}
+
+async fn publish_all(client: &AsyncClient, payloads: Vec<(String, String)>) {
+    for (topic, body) in payloads {
+        client
+            .publish(topic, QoS::AtLeastOnce, false, body)
+            .await
+            .expect("publish");
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = mosquitto::PrivateMosquitto::start(dir.path(), a.inflight);
+    let layout =
+        kerbside::geodata::load_file(std::path::Path::new("geodata/qingfeng-road.geojson"))
+            .expect("run from the repository root")
+            .remove(0);
+    let bays: Vec<String> = layout.bays.iter().map(|b| b.bay_id.to_string()).collect();
+    println!(
+        "broker: private Mosquitto, max_inflight_messages {}, max_queued_messages 0",
+        a.inflight
+    );
+
+    // 1. A bare subscriber: QoS 1, acknowledging on receipt, storing nothing.
+    let (sub, sub_loop) = AsyncClient::new(options("bench-bare-sub", broker.port), 10_000);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    drive(sub_loop, Some(tx));
+    sub.subscribe("bench/bare/+/events", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (publisher, pub_loop) = AsyncClient::new(options("bench-pub", broker.port), 10_000);
+    drive(pub_loop, None);
+    let start = Utc::now()
+        .duration_trunc(chrono::Duration::milliseconds(1))
+        .unwrap()
+        - chrono::Duration::minutes(10);
+    let payloads: Vec<(String, String)> = (0..a.events)
+        .map(|i| {
+            let (topic, body) = event_payload(i, &bays, start);
+            (topic.replace("kerbside/v1/devices", "bench/bare"), body)
+        })
+        .collect();
+    let t0 = Instant::now();
+    let p = publisher.clone();
+    tokio::spawn(async move { publish_all(&p, payloads).await });
+    for _ in 0..a.events {
+        rx.recv().await.expect("bare subscriber message");
+    }
+    let bare = a.events as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "bare rumqttc subscriber (QoS 1):      {bare:>9.0} msg/s   ({} messages)",
+        a.events
+    );
+
+    // 2. kerbside: durable, one message per event.
+    let mut settings = Settings::defaults();
+    settings.database.database_url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    settings.http = "127.0.0.1:0".into();
+    settings.mqtt_url = Some(broker.url());
+    settings.mqtt_client_id = "kerbside-bench".into();
+    let app = Application::build(settings, Arc::new(SystemClock))
+        .await
+        .expect("kerbside starts");
+    let state = app.state();
+    tokio::spawn(app.run());
+    while !state.mqtt.is_connected() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let payloads: Vec<(String, String)> = (0..a.events)
+        .map(|i| event_payload(i, &bays, start))
+        .collect();
+    let t0 = Instant::now();
+    let p = publisher.clone();
+    tokio::spawn(async move { publish_all(&p, payloads).await });
+    while state.metrics.events_accepted.load(Ordering::Relaxed) < a.events as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let durable = a.events as f64 / t0.elapsed().as_secs_f64();
+    let batches = state.metrics.batches.load(Ordering::Relaxed);
+    println!(
+        "kerbside durable ingest (QoS 1):       {durable:>9.0} events/s ({} events, {batches} transactions, {:.2}x bare)",
+        a.events,
+        durable / bare
+    );
+
+    // 3. Publish-to-visible at a fixed rate: every event flips its bay, so
+    // each one yields a retained state message once committed and visible.
+    let (watch, watch_loop) = AsyncClient::new(options("bench-watch", broker.port), 10_000);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    drive(watch_loop, Some(tx));
+    watch
+        .subscribe("kerbside/v1/bays/+/state", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while rx.try_recv().is_ok() {}
+    let n = (a.rate * a.seconds) as usize;
+    let offset = a.events + (bays.len() - a.events % bays.len()) % bays.len();
+    // Per bay, events not yet visible: (event time, publish instant). A state
+    // message for a bay makes visible every pending event of it at or before
+    // its `since` (batching can coalesce two flips of one bay into one state).
+    type Pending = HashMap<String, Vec<(chrono::DateTime<Utc>, Instant)>>;
+    let sent: Arc<std::sync::Mutex<Pending>> = Default::default();
+    let sent_w = sent.clone();
+    let p = publisher.clone();
+    let bays2 = bays.clone();
+    let rate = a.rate;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for i in offset..offset + n {
+            tick.tick().await;
+            let (topic, body) = event_payload(i, &bays2, start);
+            let at = start + chrono::Duration::milliseconds(i as i64);
+            sent_w
+                .lock()
+                .unwrap()
+                .entry(bays2[i % bays2.len()].clone())
+                .or_default()
+                .push((at, Instant::now()));
+            p.publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .unwrap();
+        }
+    });
+    let mut latencies = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(a.seconds + 30);
+    while latencies.len() < n && Instant::now() < deadline {
+        let Ok(Some((arrived, msg))) =
+            tokio::time::timeout(Duration::from_secs(5), rx.recv()).await
+        else {
+            break;
+        };
+        let v: serde_json::Value = serde_json::from_slice(&msg.payload).unwrap();
+        let (Some(bay), Some(since)) = (v["bay_id"].as_str(), v["since"].as_str()) else {
+            continue;
+        };
+        let since = chrono::DateTime::parse_from_rfc3339(since)
+            .unwrap()
+            .with_timezone(&Utc);
+        if let Some(pending) = sent.lock().unwrap().get_mut(bay) {
+            pending.retain(|(at, t)| {
+                let visible = *at <= since;
+                if visible {
+                    latencies.push(arrived.duration_since(*t).as_secs_f64() * 1000.0);
+                }
+                !visible
+            });
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "publish-to-visible at {} events/s:  p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  ({} of {} seen)",
+        a.rate,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        latencies.len(),
+        n
+    );
+    println!(
+        "{}",
+        serde_json::json!({"bare_msgs_per_s": bare.round(), "durable_events_per_s": durable.round(),
+            "ratio": (durable / bare * 100.0).round() / 100.0, "rate": a.rate,
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0)})
+    );
+}
