@@ -15,7 +15,7 @@ use crate::http::{self, AppState};
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
 use crate::mqtt::{self, LinkConfig, MqttError, broker::BrokerError};
-use crate::store::{Store, StoreError};
+use crate::store::{Enforcement, Store, StoreError};
 use crate::street::Street;
 
 /// Why the service could not start; each is one line for the operator.
@@ -97,6 +97,10 @@ impl Application {
             clock: clock.clone(),
             metrics: metrics.clone(),
             retention: Duration::days(i64::from(settings.retention_days)),
+            enforcement: Enforcement {
+                tz: settings.timezone,
+                grace: Duration::minutes(i64::from(settings.overstay_grace_minutes)),
+            },
         };
         let link = mqtt::spawn(
             LinkConfig {
@@ -113,6 +117,7 @@ impl Application {
             clock,
             metrics,
             mqtt: link,
+            timezone: settings.timezone,
         });
 
         let data = state.clone();

@@ -114,6 +114,13 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_SWEEP_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_seconds: u64,
+    /// Time zone of bays' `enforced_hours` (an IANA name).
+    #[arg(long, env = "KERBSIDE_TIMEZONE", default_value = "Asia/Shanghai")]
+    pub timezone: chrono_tz::Tz,
+    /// Enforced minutes allowed past a bay's limit before it is an overstay.
+    #[arg(long, env = "KERBSIDE_OVERSTAY_GRACE_MINUTES", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=1440))]
+    pub overstay_grace_minutes: u32,
 }
 
 impl Settings {
@@ -131,6 +138,8 @@ impl Settings {
             staleness_minutes: 30,
             retention_days: 30,
             sweep_seconds: 10,
+            timezone: chrono_tz::Asia::Shanghai,
+            overstay_grace_minutes: 0,
         }
     }
 }

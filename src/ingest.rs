@@ -14,9 +14,12 @@ use chrono::{DateTime, Duration, Utc};
 use crate::clock::Clock;
 use crate::domain::events::{Event, EventType, Reason, Rejection, Sanity, decode_payload};
 use crate::domain::ids::{BayId, DeviceId, RoadId};
+use crate::domain::layout::Bay;
 use crate::domain::occupancy::Report;
 use crate::metrics::Metrics;
-use crate::store::{BatchWrite, EventRecord, RejectionRecord, Store, StoreError};
+use crate::store::{
+    BatchWrite, BayRules, Enforcement, EventRecord, RejectionRecord, RulesByBay, Store, StoreError,
+};
 use crate::street::{Placement, Street};
 
 /// One message as it arrived.
@@ -48,6 +51,15 @@ pub struct Ingestor {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub retention: Duration,
+    pub enforcement: Enforcement,
+}
+
+/// A bay's limit and enforced hours.
+pub fn rules_of(bay: &Bay) -> BayRules {
+    BayRules {
+        max_stay_minutes: bay.max_stay_minutes,
+        enforced_hours: bay.enforced_hours,
+    }
 }
 
 fn payload_excerpt(payload: &[u8]) -> Option<String> {
@@ -112,8 +124,14 @@ impl Ingestor {
             .iter()
             .filter_map(|e| e.bay_id.as_ref())
             .collect();
-        let current = self.street.states_of(touched);
-        let result = self.store.write_batch(&batch, &current, now)?;
+        let current = self.street.states_of(touched.iter().copied());
+        let rules: RulesByBay = touched
+            .iter()
+            .filter_map(|b| Some(((*b).clone(), rules_of(map.bay(b)?.1))))
+            .collect();
+        let result = self
+            .store
+            .write_batch(&batch, &current, &rules, self.enforcement, now)?;
 
         let duplicates = result.duplicate.iter().filter(|d| **d).count();
         let accepted = batch.events.len() - duplicates;
@@ -159,6 +177,49 @@ impl Ingestor {
             accepted,
             duplicates,
         })
+    }
+}
+
+impl Ingestor {
+    /// Files overstays that time alone has caused: every bay whose open
+    /// session has passed its limit by now, and that `known` does not yet
+    /// hold (blocking). `known` remembers (bay, arrival) already judged.
+    pub fn sweep_overstays(
+        &self,
+        known: &mut std::collections::HashSet<(BayId, DateTime<Utc>)>,
+    ) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let map = self.street.map();
+        let mut due = Vec::new();
+        for view in map.roads.values() {
+            let states = self
+                .street
+                .states_of(view.layout.bays.iter().map(|b| &b.bay_id));
+            for bay in &view.layout.bays {
+                let Some(open) = states.get(&bay.bay_id).and_then(|s| s.open.as_ref()) else {
+                    continue;
+                };
+                let Some(max) = bay.max_stay_minutes else {
+                    continue;
+                };
+                let limit = Duration::minutes(i64::from(max)) + self.enforcement.grace;
+                let reached = crate::domain::enforcement::limit_reached_at(
+                    open.started_at,
+                    limit,
+                    bay.enforced_hours,
+                    self.enforcement.tz,
+                );
+                let key = (bay.bay_id.clone(), open.started_at);
+                if reached.is_some_and(|t| t <= now) && !known.contains(&key) {
+                    due.push((bay.bay_id.clone(), view.info.road_id.clone(), rules_of(bay)));
+                    known.insert(key);
+                }
+            }
+        }
+        if !due.is_empty() {
+            self.store.evaluate_overstays(&due, self.enforcement, now)?;
+        }
+        Ok(due.len())
     }
 }
 

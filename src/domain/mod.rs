@@ -4,7 +4,9 @@
 //! argument, so every rule is exact under test.
 
 pub mod auth;
+pub mod enforcement;
 pub mod events;
 pub mod ids;
 pub mod layout;
 pub mod occupancy;
+pub mod violations;

@@ -31,6 +31,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub mqtt: MqttLink,
+    /// Time zone of bays' enforced hours.
+    pub timezone: chrono_tz::Tz,
 }
 
 /// Registers every route and the error handlers that keep extractor
@@ -60,7 +62,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(roads::get_bays)
             .service(bays::get_bay)
             .service(sessions::list_sessions)
-            .service(violations::list_violations),
+            .service(violations::list_violations)
+            .service(violations::get_violation)
+            .service(violations::ticket)
+            .service(violations::dismiss),
     )
     .default_service(web::to(not_found));
 }

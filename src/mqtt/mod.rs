@@ -232,8 +232,28 @@ async fn batch_loop(
 
 async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publisher>) {
     let mut tick = tokio::time::interval(every);
+    let mut known = std::collections::HashSet::new();
     loop {
         tick.tick().await;
+        let ing = ingestor.clone();
+        match tokio::task::spawn_blocking(move || {
+            let filed = ing.sweep_overstays(&mut known);
+            (known, filed)
+        })
+        .await
+        {
+            Ok((k, filed)) => {
+                known = k;
+                if let Err(e) = filed {
+                    tracing::error!(error = %e, "cannot judge overstays; will retry");
+                    known.clear();
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the overstay sweep failed");
+                known = std::collections::HashSet::new();
+            }
+        }
         let map = ingestor.street.map();
         let all: Vec<(BayId, RoadId)> = map
             .roads

@@ -4,12 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
 use super::schema::{bay_states, devices, events, parking_sessions, rejections};
+use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
+use crate::domain::enforcement::limit_reached_at;
 use crate::domain::events::{Event, EventType, Rejection};
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::{
@@ -115,6 +117,8 @@ impl Store {
         &self,
         batch: &BatchWrite,
         current: &HashMap<BayId, BayState>,
+        rules: &RulesByBay,
+        enf: Enforcement,
         now: DateTime<Utc>,
     ) -> Result<BatchResult, StoreError> {
         self.conn()?.immediate_transaction(|conn| {
@@ -190,10 +194,45 @@ impl Store {
                     }
                 }
             }
+            // Bays whose overstays need judging: replayed ones, and those with
+            // a session (before or after this batch) past its limit by now.
+            let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
             for (bay, t0) in late_from {
                 let prev = result.states.get(bay).cloned();
                 let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
                 result.states.insert(bay.clone(), next);
+            }
+            for (bay, next) in &result.states {
+                let Some(r) = rules.get(bay) else { continue };
+                let Some(max) = r.max_stay_minutes else {
+                    continue;
+                };
+                let limit = Duration::minutes(i64::from(max)) + enf.grace;
+                let over = [
+                    current.get(bay).and_then(|p| p.open.as_ref()),
+                    next.open.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|o| {
+                    limit_reached_at(o.started_at, limit, r.enforced_hours, enf.tz)
+                        .is_some_and(|t| t <= now)
+                });
+                if over {
+                    judge.insert(bay);
+                }
+            }
+            for bay in judge {
+                if let (Some(r), Some(road)) = (rules.get(bay), roads.get(bay)) {
+                    let road =
+                        RoadId::parse(road).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    evaluate_bay(conn, bay, &road, *r, enf, now)?;
+                }
+            }
+            for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
+                if !dup {
+                    file_event_violation(conn, rec, now)?;
+                }
             }
             for (bay, s) in &result.states {
                 let values = (

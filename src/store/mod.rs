@@ -21,11 +21,15 @@ pub mod schema;
 mod sessions;
 mod states;
 mod tokens;
+mod violations;
 
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::TokenRecord;
+pub use violations::{
+    ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationRecord,
+};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 

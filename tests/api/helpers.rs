@@ -230,6 +230,16 @@ impl TestApp {
         self.get_with(path, &format!("Bearer {token}"))
     }
 
+    /// POST `body` (JSON, or empty) to `path` as the holder of `token`.
+    pub fn post_as(&self, path: &str, token: &str, body: &str) -> Reply {
+        let req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", "application/json");
+        Self::read(req.send(body).expect("POST"))
+    }
+
     /// A fresh token with `role`, made the way `kerbside token create` makes one.
     pub fn token(&self, role: Role) -> String {
         let t = generate_token();
@@ -245,9 +255,9 @@ impl TestApp {
     }
 }
 
-/// Polls `cond` every 20 ms until it holds, failing after 10 seconds.
+/// Polls `cond` every 20 ms until it holds, failing after 20 seconds.
 pub fn wait_until(what: &str, cond: impl FnMut() -> bool) {
-    wait_until_within(what, 10, cond);
+    wait_until_within(what, 20, cond);
 }
 
 /// Polls `cond` every 20 ms until it holds, failing after `secs` seconds.

@@ -13,3 +13,4 @@ mod kill;
 mod layout;
 mod mosquitto;
 mod roads;
+mod violations;

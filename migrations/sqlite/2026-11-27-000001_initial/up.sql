@@ -107,20 +107,26 @@ CREATE TABLE parking_sessions (
 CREATE INDEX parking_sessions_road_time ON parking_sessions (road_id, started_at_ms);
 CREATE INDEX parking_sessions_bay_time ON parking_sessions (bay_id, started_at_ms);
 
+-- Overstays, vehicles outside any bay, and wardens' reports.
 CREATE TABLE violations (
-    violation_id   TEXT PRIMARY KEY NOT NULL,
-    kind           TEXT NOT NULL,
-    road_id        TEXT NOT NULL,
-    bay_id         TEXT,
-    lon            DOUBLE PRECISION,
-    lat            DOUBLE PRECISION,
-    plate          TEXT,
-    started_at_ms  BIGINT NOT NULL,
-    detected_at_ms BIGINT NOT NULL,
-    ended_at_ms    BIGINT,
-    status         TEXT NOT NULL,
-    evidence       TEXT NOT NULL,
-    updated_at_ms  BIGINT NOT NULL
+    violation_id     TEXT PRIMARY KEY NOT NULL,
+    kind             TEXT NOT NULL,
+    road_id          TEXT NOT NULL,
+    bay_id           TEXT,
+    lon              DOUBLE PRECISION,
+    lat              DOUBLE PRECISION,
+    plate            TEXT,
+    started_at_ms    BIGINT NOT NULL,
+    detected_at_ms   BIGINT NOT NULL,
+    -- Overstays: when the vehicle left (null while there), the evidence's
+    -- source (sensor or observed), and when it was last known there.
+    ended_at_ms      BIGINT,
+    source           TEXT,
+    last_seen_ms     BIGINT,
+    note             TEXT,
+    status           TEXT NOT NULL,
+    evidence         TEXT NOT NULL,
+    updated_at_ms    BIGINT NOT NULL
 );
 CREATE INDEX violations_road_status ON violations (road_id, status);
 
