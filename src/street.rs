@@ -207,6 +207,14 @@ impl Street {
         states.extend(changed);
     }
 
+    /// Forgets the states of bays that no longer exist (retired).
+    pub fn forget_states<'a>(&self, ids: impl IntoIterator<Item = &'a BayId>) {
+        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            states.remove(id);
+        }
+    }
+
     /// The staleness window.
     pub fn staleness(&self) -> Duration {
         self.staleness

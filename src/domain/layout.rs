@@ -216,6 +216,9 @@ pub enum ProblemCode {
     WrongRoad,
     MissingRoad,
     InvalidGeometry,
+    BaySize,
+    BayOverlap,
+    BarrierConflict,
 }
 
 /// One problem with a submitted layout, tied to the feature it concerns.
@@ -255,6 +258,18 @@ impl Parsed {
 /// Parses a FeatureCollection that may hold several roads into one layout per
 /// road, ordered by road id. Every problem is reported, not just the first.
 pub fn parse_layouts(fc: &FeatureCollection) -> Result<Vec<Layout>, Vec<LayoutProblem>> {
+    let (layouts, problems) = parse_layouts_lenient(fc);
+    if problems.is_empty() {
+        Ok(layouts)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Like [`parse_layouts`], but also gives back the layouts built from the
+/// features that did parse, so that later checks (geometry) can report
+/// their problems in the same answer.
+pub fn parse_layouts_lenient(fc: &FeatureCollection) -> (Vec<Layout>, Vec<LayoutProblem>) {
     let mut problems = Vec::new();
     let mut seen = HashSet::new();
     let mut parsed = Vec::new();
@@ -313,11 +328,7 @@ pub fn parse_layouts(fc: &FeatureCollection) -> Result<Vec<Layout>, Vec<LayoutPr
             message: "the FeatureCollection has no features".into(),
         });
     }
-    if problems.is_empty() {
-        Ok(layouts)
-    } else {
-        Err(problems)
-    }
+    (layouts, problems)
 }
 
 /// Parses the layout of one road, as a planner submits it for `road_id`:
@@ -326,6 +337,18 @@ pub fn parse_road_layout(
     fc: &FeatureCollection,
     road_id: &RoadId,
 ) -> Result<Layout, Vec<LayoutProblem>> {
+    match parse_road_layout_lenient(fc, road_id) {
+        (Some(layout), problems) if problems.is_empty() => Ok(layout),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// Like [`parse_road_layout`], but also gives back the road's layout as far
+/// as its features parsed (when the road feature itself did).
+pub fn parse_road_layout_lenient(
+    fc: &FeatureCollection,
+    road_id: &RoadId,
+) -> (Option<Layout>, Vec<LayoutProblem>) {
     let mut problems = Vec::new();
     for f in &fc.features {
         let rid = f
@@ -343,21 +366,17 @@ pub fn parse_road_layout(
             });
         }
     }
-    match parse_layouts(fc) {
-        Ok(mut layouts) if problems.is_empty() => match layouts.len() {
-            1 => Ok(layouts.remove(0)),
-            _ => Err(vec![LayoutProblem {
-                feature_id: None,
-                code: ProblemCode::MissingRoad,
-                message: format!("no feature of type \"road\" with road_id {road_id:?}"),
-            }]),
-        },
-        Ok(_) => Err(problems),
-        Err(more) => {
-            problems.extend(more);
-            Err(problems)
-        }
+    let (layouts, more) = parse_layouts_lenient(fc);
+    problems.extend(more);
+    let layout = layouts.into_iter().find(|l| l.road_id() == road_id);
+    if layout.is_none() && !problems.iter().any(|p| p.code == ProblemCode::MissingRoad) {
+        problems.push(LayoutProblem {
+            feature_id: None,
+            code: ProblemCode::MissingRoad,
+            message: format!("no feature of type \"road\" with road_id {road_id:?}"),
+        });
     }
+    (layout, problems)
 }
 
 fn feature_id_text(f: &Feature) -> Option<String> {

@@ -9,4 +9,5 @@ pub mod events;
 pub mod ids;
 pub mod layout;
 pub mod occupancy;
+pub mod validate;
 pub mod violations;

@@ -14,6 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::health::healthz,
         super::roads::list_roads,
         super::roads::get_layout,
+        super::layouts::put_layout,
         super::roads::list_revisions,
         super::roads::get_occupancy,
         super::roads::get_bays,

@@ -15,6 +15,7 @@ pub mod auth;
 mod bays;
 mod docs;
 mod health;
+mod layouts;
 mod metrics;
 pub mod problem;
 mod roads;
@@ -57,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1")
             .service(roads::list_roads)
             .service(roads::get_layout)
+            .service(layouts::put_layout)
             .service(roads::list_revisions)
             .service(roads::get_occupancy)
             .service(roads::get_bays)

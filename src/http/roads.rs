@@ -115,7 +115,11 @@ pub async fn get_layout(
     };
     let mut extra = JsonObject::new();
     extra.insert("revision".into(), revision.into());
-    Ok(feature_collection_with(fc, extra))
+    let mut res = feature_collection_with(fc, extra);
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("\"{revision}\"")) {
+        res.headers_mut().insert(actix_web::http::header::ETAG, v);
+    }
+    Ok(res)
 }
 
 /// One revision in the history.

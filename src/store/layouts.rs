@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use geo::BoundingRect;
 use geojson::{Feature, FeatureCollection};
 
-use super::schema::{bays, layout_features, layout_revisions, roads};
+use super::schema::{bays, layout_features, layout_revisions, parking_sessions, roads};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::ids::RoadId;
 use crate::domain::layout::{Layout, parse_layouts};
@@ -92,7 +92,8 @@ impl Store {
     /// With `expected` set, fails with [`StoreError::RevisionConflict`] unless
     /// the road's current revision is exactly that (0 for a road that does not
     /// exist yet). Bays keep their identity across revisions; bays of the road
-    /// missing from `layout` are retired at this revision.
+    /// missing from `layout` are retired at this revision (their open
+    /// sessions end at `now`), and their ids are returned beside the info.
     pub fn publish_layout(
         &self,
         layout: &Layout,
@@ -100,7 +101,7 @@ impl Store {
         based_on: Option<i64>,
         expected: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<RevisionInfo, StoreError> {
+    ) -> Result<(RevisionInfo, Vec<String>), StoreError> {
         let road_id = layout.road_id().as_str();
         let now_ms = to_ms(now);
         self.conn()?.immediate_transaction(|conn| {
@@ -173,13 +174,21 @@ impl Store {
                 }
             }
             let kept: Vec<&str> = layout.bays.iter().map(|b| b.bay_id.as_str()).collect();
+            let retiring = bays::table
+                .filter(bays::road_id.eq(road_id))
+                .filter(bays::retired_revision.is_null())
+                .filter(bays::bay_id.ne_all(&kept));
+            let retired: Vec<String> = retiring.clone().select(bays::bay_id).load(conn)?;
+            diesel::update(retiring)
+                .set(bays::retired_revision.eq(revision))
+                .execute(conn)?;
+            // A retired bay's parking session ends when its paint does.
             diesel::update(
-                bays::table
-                    .filter(bays::road_id.eq(road_id))
-                    .filter(bays::retired_revision.is_null())
-                    .filter(bays::bay_id.ne_all(&kept)),
+                parking_sessions::table
+                    .filter(parking_sessions::bay_id.eq_any(&retired))
+                    .filter(parking_sessions::ended_at_ms.is_null()),
             )
-            .set(bays::retired_revision.eq(revision))
+            .set(parking_sessions::ended_at_ms.eq(now_ms))
             .execute(conn)?;
 
             let road = (
@@ -243,7 +252,7 @@ impl Store {
                     .values(chunk)
                     .execute(conn)?;
             }
-            Ok(RevisionInfo {
+            let info = RevisionInfo {
                 road_id: layout.road_id().clone(),
                 revision,
                 created_at: from_ms(now_ms)?,
@@ -251,7 +260,8 @@ impl Store {
                 based_on,
                 bays: layout.bays.len() as i64,
                 barriers: layout.barriers.len() as i64,
-            })
+            };
+            Ok((info, retired))
         })
     }
 

@@ -240,6 +240,26 @@ impl TestApp {
         Self::read(req.send(body).expect("POST"))
     }
 
+    /// PUT `body` with `content_type` (and `If-Match` when given) as the holder of `token`.
+    pub fn put_as(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        if_match: Option<&str>,
+        body: &str,
+    ) -> Reply {
+        let mut req = self
+            .agent
+            .put(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {token}"))
+            .header("Content-Type", content_type);
+        if let Some(m) = if_match {
+            req = req.header("If-Match", m);
+        }
+        Self::read(req.send(body).expect("PUT"))
+    }
+
     /// A fresh token with `role`, made the way `kerbside token create` makes one.
     pub fn token(&self, role: Role) -> String {
         let t = generate_token();

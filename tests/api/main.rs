@@ -12,5 +12,6 @@ mod ingest;
 mod kill;
 mod layout;
 mod mosquitto;
+mod planning;
 mod roads;
 mod violations;

@@ -1,0 +1,296 @@
+//! Checks a parsed layout as a planner would want before paint meets road:
+//! plausible bay sizes, no overlapping bays, no bay meeting a barrier, and
+//! warnings for what is odd but possible. Every problem is reported, each
+//! with its feature. Sizes and distances are in metres, measured in a
+//! local frame around the road.
+
+use geo::{Area, BooleanOps, Intersects, MinimumRotatedRect, Polygon};
+use serde::Serialize;
+
+use super::layout::{BayKind, Layout, LayoutProblem, ProblemCode};
+use crate::spatial::{LocalFrame, polygon_max_distance_m};
+
+/// Two bays may share at most this much area (m²): drawing slop, not overlap.
+pub const OVERLAP_TOLERANCE_M2: f64 = 0.05;
+/// A bay farther than this from the centre line (m) draws a warning.
+pub const MAX_BAY_DISTANCE_M: f64 = 15.0;
+
+/// Something odd but allowed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    pub feature_id: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Plausible (width, length) ranges in metres for a bay kind.
+fn size_range(kind: BayKind) -> ((f64, f64), (f64, f64)) {
+    match kind {
+        BayKind::Standard | BayKind::Ev => ((2.0, 3.5), (4.5, 8.0)),
+        BayKind::Accessible => ((2.4, 4.5), (4.5, 8.5)),
+        BayKind::Loading => ((2.2, 4.0), (5.0, 15.0)),
+        BayKind::Motorcycle => ((0.8, 2.5), (1.8, 3.5)),
+    }
+}
+
+/// Width (short side) and length (long side) of a polygon's minimum
+/// rotated rectangle, metres; the polygon must already be in metres.
+fn width_length(p: &Polygon<f64>) -> Option<(f64, f64)> {
+    let rect = p.minimum_rotated_rect()?;
+    let c = &rect.exterior().0;
+    if c.len() < 3 {
+        return None;
+    }
+    let side =
+        |a: geo::Coord<f64>, b: geo::Coord<f64>| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
+    let (s1, s2) = (side(c[0], c[1]), side(c[1], c[2]));
+    Some((s1.min(s2), s1.max(s2)))
+}
+
+/// Checks `layout`; `Err` holds every problem, `Ok` the warnings.
+pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let Some(origin) = layout.road.centre_line.0.first() else {
+        return Ok(warnings);
+    };
+    let frame = LocalFrame::at(origin.x, origin.y);
+    let bays: Vec<Polygon<f64>> = layout
+        .bays
+        .iter()
+        .map(|b| frame.polygon_to_metres(&b.polygon))
+        .collect();
+    let barriers: Vec<Polygon<f64>> = layout
+        .barriers
+        .iter()
+        .map(|b| frame.polygon_to_metres(&b.polygon))
+        .collect();
+
+    for (bay, m) in layout.bays.iter().zip(&bays) {
+        let ((wmin, wmax), (lmin, lmax)) = size_range(bay.kind);
+        if let Some((w, l)) = width_length(m)
+            && (!(wmin..=wmax).contains(&w) || !(lmin..=lmax).contains(&l))
+        {
+            problems.push(LayoutProblem {
+                feature_id: Some(bay.bay_id.to_string()),
+                code: ProblemCode::BaySize,
+                message: format!(
+                    "a {} bay measures {w:.1} m x {l:.1} m; expected {wmin}-{wmax} m wide and {lmin}-{lmax} m long",
+                    bay.kind.as_str()
+                ),
+            });
+        }
+        let d = polygon_max_distance_m(&bay.polygon, &layout.road.centre_line);
+        if d > MAX_BAY_DISTANCE_M {
+            warnings.push(Warning {
+                feature_id: bay.bay_id.to_string(),
+                code: "far_from_road",
+                message: format!("the bay reaches {d:.1} m from the centre line (more than {MAX_BAY_DISTANCE_M} m)"),
+            });
+        }
+    }
+
+    // Pairs are few along one road; bounding boxes prune most of them.
+    for i in 0..bays.len() {
+        for j in i + 1..bays.len() {
+            if !bays[i].intersects(&bays[j]) {
+                continue;
+            }
+            let shared = bays[i].intersection(&bays[j]).unsigned_area();
+            if shared > OVERLAP_TOLERANCE_M2 {
+                problems.push(LayoutProblem {
+                    feature_id: Some(layout.bays[i].bay_id.to_string()),
+                    code: ProblemCode::BayOverlap,
+                    message: format!("overlaps bay {} by {shared:.2} m²", layout.bays[j].bay_id),
+                });
+            }
+        }
+        for (k, barrier) in barriers.iter().enumerate() {
+            if bays[i].intersects(barrier) {
+                problems.push(LayoutProblem {
+                    feature_id: Some(layout.bays[i].bay_id.to_string()),
+                    code: ProblemCode::BarrierConflict,
+                    message: format!(
+                        "meets {} {}",
+                        layout.barriers[k].kind.as_str(),
+                        layout.barriers[k].barrier_id
+                    ),
+                });
+            }
+        }
+    }
+    for i in 0..barriers.len() {
+        for j in i + 1..barriers.len() {
+            if barriers[i].intersects(&barriers[j]) {
+                warnings.push(Warning {
+                    feature_id: layout.barriers[i].barrier_id.to_string(),
+                    code: "barrier_overlap",
+                    message: format!("overlaps barrier {}", layout.barriers[j].barrier_id),
+                });
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What changed between two layouts of a road, by feature id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Diff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Geometry or properties differ.
+    pub changed: Vec<String>,
+}
+
+impl Diff {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+fn features(l: &Layout) -> std::collections::BTreeMap<String, &geojson::Feature> {
+    std::iter::once((l.road.road_id.to_string(), &l.road.feature))
+        .chain(l.bays.iter().map(|b| (b.bay_id.to_string(), &b.feature)))
+        .chain(
+            l.barriers
+                .iter()
+                .map(|b| (b.barrier_id.to_string(), &b.feature)),
+        )
+        .collect()
+}
+
+/// The diff from `old` (absent for a new road) to `new`.
+pub fn diff(old: Option<&Layout>, new: &Layout) -> Diff {
+    let before = old.map(features).unwrap_or_default();
+    let after = features(new);
+    let mut d = Diff::default();
+    for (id, f) in &after {
+        match before.get(id) {
+            None => d.added.push(id.clone()),
+            Some(g) if g.geometry != f.geometry || g.properties != f.properties => {
+                d.changed.push(id.clone())
+            }
+            Some(_) => {}
+        }
+    }
+    d.removed = before
+        .keys()
+        .filter(|id| !after.contains_key(*id))
+        .cloned()
+        .collect();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::layout::parse_layouts;
+    use serde_json::json;
+
+    /// A bay `w` x `l` metres at `x` metres east of the road's start, 8 m north.
+    fn bay(id: &str, x: f64, w: f64, l: f64, kind: &str) -> serde_json::Value {
+        let f = LocalFrame::at(120.78, 30.76);
+        let c = |dx: f64, dy: f64| {
+            let p = f.to_degrees(geo::Coord {
+                x: x + dx,
+                y: 8.0 + dy,
+            });
+            json!([p.x, p.y])
+        };
+        json!({"type": "Feature", "id": id, "properties": {"feature_type": "bay", "bay_id": id, "road_id": "r", "kind": kind},
+               "geometry": {"type": "Polygon", "coordinates": [[c(0.0, 0.0), c(l, 0.0), c(l, w), c(0.0, w), c(0.0, 0.0)]]}})
+    }
+
+    fn layout(features: Vec<serde_json::Value>) -> Layout {
+        let mut all = vec![
+            json!({"type": "Feature", "id": "r", "properties": {"feature_type": "road", "road_id": "r", "name": "R"},
+            "geometry": {"type": "LineString", "coordinates": [[120.78, 30.76], [120.79, 30.76]]}}),
+        ];
+        all.extend(features);
+        let fc =
+            serde_json::from_value(json!({"type": "FeatureCollection", "features": all})).unwrap();
+        parse_layouts(&fc).unwrap().remove(0)
+    }
+
+    fn codes(l: &Layout) -> Vec<(String, ProblemCode)> {
+        validate(l)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| (p.feature_id.unwrap(), p.code))
+            .collect()
+    }
+
+    #[test]
+    fn well_drawn_bays_pass() {
+        let l = layout(vec![
+            bay("a", 0.0, 2.5, 6.0, "standard"),
+            bay("b", 6.2, 2.5, 6.0, "standard"),
+        ]);
+        assert_eq!(validate(&l), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_narrow_bay_is_a_size_problem() {
+        let l = layout(vec![bay("a", 0.0, 1.8, 6.0, "standard")]);
+        assert_eq!(codes(&l), vec![("a".into(), ProblemCode::BaySize)]);
+        let msg = &validate(&l).unwrap_err()[0].message;
+        assert!(msg.contains("1.8 m x 6.0 m"), "{msg}");
+    }
+
+    #[test]
+    fn overlapping_bays_are_a_problem_touching_ones_are_not() {
+        let l = layout(vec![
+            bay("a", 0.0, 2.5, 6.0, "standard"),
+            bay("b", 5.0, 2.5, 6.0, "standard"),
+        ]);
+        assert_eq!(codes(&l), vec![("a".into(), ProblemCode::BayOverlap)]);
+        let touching = layout(vec![
+            bay("a", 0.0, 2.5, 6.0, "standard"),
+            bay("b", 6.0, 2.5, 6.0, "standard"),
+        ]);
+        assert!(validate(&touching).is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let l = layout(vec![
+            bay("a", 0.0, 1.8, 6.0, "standard"),
+            bay("b", 20.0, 2.5, 6.0, "standard"),
+            bay("c", 24.0, 2.5, 6.0, "standard"),
+        ]);
+        assert_eq!(
+            codes(&l),
+            vec![
+                ("a".into(), ProblemCode::BaySize),
+                ("b".into(), ProblemCode::BayOverlap)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_diff_names_added_removed_and_changed_features() {
+        let old = layout(vec![
+            bay("a", 0.0, 2.5, 6.0, "standard"),
+            bay("b", 10.0, 2.5, 6.0, "standard"),
+        ]);
+        let new = layout(vec![
+            bay("a", 0.0, 2.5, 6.0, "loading"),
+            bay("c", 20.0, 2.5, 6.0, "standard"),
+        ]);
+        let d = diff(Some(&old), &new);
+        assert_eq!(
+            (d.added, d.removed, d.changed),
+            (
+                vec!["c".to_string()],
+                vec!["b".to_string()],
+                vec!["a".to_string()]
+            )
+        );
+        assert!(diff(Some(&old), &old).is_empty());
+    }
+}
