@@ -118,6 +118,7 @@ impl Application {
             metrics,
             mqtt: link,
             timezone: settings.timezone,
+            limiter: http::public::RateLimiter::new(settings.public_rate_per_minute),
         });
 
         let data = state.clone();

@@ -121,6 +121,10 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_OVERSTAY_GRACE_MINUTES", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1440))]
     pub overstay_grace_minutes: u32,
+    /// Requests a minute each client may make to the public endpoints.
+    #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub public_rate_per_minute: u32,
 }
 
 impl Settings {
@@ -140,6 +144,7 @@ impl Settings {
             sweep_seconds: 10,
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
+            public_rate_per_minute: 600,
         }
     }
 }

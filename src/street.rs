@@ -101,6 +101,23 @@ impl StreetMap {
         }
     }
 
+    /// Bays within `radius_m` metres of `p` (WGS 84), nearest first, with
+    /// their road and distance in metres (0 inside the bay).
+    pub fn bays_near(&self, p: Position, radius_m: f64) -> Vec<(&Arc<RoadView>, &Bay, f64)> {
+        let point = Point::new(p.lon, p.lat);
+        let road_of = |r: u32| &self.ordered[r as usize];
+        self.index
+            .bays_near(point, radius_m, |b| {
+                &road_of(b.road).layout.bays[b.bay as usize].polygon
+            })
+            .into_iter()
+            .map(|(b, d)| {
+                let road = road_of(b.road);
+                (road, &road.layout.bays[b.bay as usize], d)
+            })
+            .collect()
+    }
+
     /// Places a WGS 84 position for an event of type `kind`: the bay whose
     /// polygon contains it, else the nearest bay within [`BAY_SNAP_M`]; for
     /// an `observed` vehicle or a `report` in no bay, the nearest road within
@@ -224,6 +241,18 @@ impl Street {
     pub fn report(&self, id: &BayId, now: DateTime<Utc>) -> Report {
         let states = self.states.read().unwrap_or_else(|e| e.into_inner());
         BayState::report(states.get(id), now, self.staleness)
+    }
+
+    /// Reports for these bays at `now`, under one read of the states.
+    pub fn reports_of<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a BayId>,
+        now: DateTime<Utc>,
+    ) -> Vec<Report> {
+        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        ids.into_iter()
+            .map(|id| BayState::report(states.get(id), now, self.staleness))
+            .collect()
     }
 
     /// Reports for every bay of `road`, in layout order.

@@ -25,9 +25,11 @@ use utoipa_swagger_ui::SwaggerUi;
         super::violations::dismiss,
         super::sessions::list_sessions,
         super::metrics::metrics,
+        super::public::free_spaces,
+        super::public::public_roads,
     ),
     modifiers(&BearerAuth),
-    tags((name = "roads"), (name = "bays"), (name = "violations"), (name = "operations"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

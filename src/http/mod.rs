@@ -18,6 +18,7 @@ mod health;
 mod layouts;
 mod metrics;
 pub mod problem;
+pub mod public;
 mod roads;
 mod sessions;
 mod violations;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub mqtt: MqttLink,
     /// Time zone of bays' enforced hours.
     pub timezone: chrono_tz::Tz,
+    /// Per-client limit on the public endpoints.
+    pub limiter: public::RateLimiter,
 }
 
 /// Registers every route and the error handlers that keep extractor
@@ -54,6 +57,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(health::healthz)
     .service(metrics::metrics)
     .service(docs::swagger_ui())
+    .service(
+        web::scope("/v1/public")
+            .service(public::free_spaces)
+            .service(public::public_roads)
+            .route(
+                "/{tail:.*}",
+                web::method(actix_web::http::Method::OPTIONS).to(public::preflight),
+            ),
+    )
     .service(
         web::scope("/v1")
             .service(roads::list_roads)

@@ -47,6 +47,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("too many requests from this client; retry after {retry_after} s")]
+    TooManyRequests { retry_after: u64 },
     #[error("{detail}")]
     Invalid {
         detail: String,
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             ApiError::Invalid { .. } => ("validation", "Validation failed"),
             ApiError::Store(_) => ("store-unavailable", "Store unavailable"),
         }
@@ -86,6 +89,7 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -102,6 +106,9 @@ impl ResponseError for ApiError {
             _ => None,
         };
         let mut res = HttpResponse::build(status);
+        if let ApiError::TooManyRequests { retry_after } = self {
+            res.insert_header(("Retry-After", retry_after.to_string()));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", "Bearer realm=\"kerbside\""));
         }

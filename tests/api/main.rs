@@ -13,5 +13,6 @@ mod kill;
 mod layout;
 mod mosquitto;
 mod planning;
+mod public;
 mod roads;
 mod violations;

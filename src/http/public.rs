@@ -1,0 +1,306 @@
+//! The public's endpoints: nearby free spaces and per-road free counts.
+//! They carry no plate, device or person, answer CORS requests from any
+//! origin, may be cached for a few seconds, and are rate limited per client.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use geojson::{Feature, FeatureCollection, JsonObject};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::domain::events::Position;
+use crate::domain::layout::BayKind;
+use crate::domain::occupancy::BayStatus;
+use crate::spatial::gcj02::{gcj02_to_wgs84, wgs84_to_gcj02};
+
+/// Default and largest search radius, metres.
+pub const RADIUS_DEFAULT_M: f64 = 500.0;
+pub const RADIUS_MAX_M: f64 = 5000.0;
+/// Default and largest number of bays in an answer.
+pub const LIMIT_DEFAULT: usize = 20;
+pub const LIMIT_MAX: usize = 100;
+/// How long a public answer may be cached, seconds.
+pub const MAX_AGE_S: u32 = 5;
+
+/// A token bucket per client address: `per_minute` requests a minute on
+/// average, bursts of up to `burst`.
+pub struct RateLimiter {
+    per_minute: u32,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// A limiter allowing `per_minute` requests a minute per client.
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter {
+            per_minute,
+            burst: f64::from(per_minute.clamp(1, 120)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one request for `ip` at `now`; `Err` holds the seconds to wait.
+    pub fn check(&self, ip: IpAddr, now: Instant) -> Result<(), u64> {
+        let rate = f64::from(self.per_minute) / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() > 100_000 {
+            // Forget full buckets: they hold nothing a new one would not.
+            let burst = self.burst;
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let ip = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    state
+        .limiter
+        .check(ip, Instant::now())
+        .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
+}
+
+fn public(mut res: HttpResponse) -> HttpResponse {
+    let h = res.headers_mut();
+    use actix_web::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, HeaderValue};
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={MAX_AGE_S}")) {
+        h.insert(CACHE_CONTROL, v);
+    }
+    res
+}
+
+/// Where to look and what for.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FreeQuery {
+    /// Longitude of the point to search from, degrees.
+    pub lon: Option<String>,
+    /// Latitude of the point to search from, degrees.
+    pub lat: Option<String>,
+    /// Search radius in metres, 1 to 5000 (default 500).
+    pub radius_m: Option<String>,
+    /// Most bays to return, 1 to 100 (default 20).
+    pub limit: Option<String>,
+    /// Only bays of this kind.
+    pub kind: Option<String>,
+    /// `wgs84` (default) or `gcj02`: the datum of the point, and of the answer.
+    pub crs: Option<String>,
+}
+
+fn number(
+    name: &str,
+    v: Option<&str>,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<Option<f64>, ApiError> {
+    let Some(s) = v else { return Ok(None) };
+    let x: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{name} {s:?} is not a number")))?;
+    if !x.is_finite() || !range.contains(&x) {
+        return Err(ApiError::BadRequest(format!(
+            "{name} {x} is out of range ({} to {})",
+            range.start(),
+            range.end()
+        )));
+    }
+    Ok(Some(x))
+}
+
+/// Free bays nearest first from a point, with distance, kind and maximum
+/// stay; nothing about anyone's vehicle. Public.
+#[utoipa::path(get, path = "/v1/public/free-spaces", tag = "public",
+    params(FreeQuery),
+    responses((status = 200, description = "A GeoJSON FeatureCollection of free bays, nearest first", body = Object),
+              (status = 400, body = super::problem::Problem), (status = 429, body = super::problem::Problem)))]
+#[get("/free-spaces")]
+pub async fn free_spaces(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<FreeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    admit(&state, &req)?;
+    let lon = number("lon", query.lon.as_deref(), -180.0..=180.0)?
+        .ok_or_else(|| ApiError::BadRequest("lon is required".into()))?;
+    let lat = number("lat", query.lat.as_deref(), -90.0..=90.0)?
+        .ok_or_else(|| ApiError::BadRequest("lat is required".into()))?;
+    let radius = number("radius_m", query.radius_m.as_deref(), 1.0..=RADIUS_MAX_M)?
+        .unwrap_or(RADIUS_DEFAULT_M);
+    let limit = number("limit", query.limit.as_deref(), 1.0..=LIMIT_MAX as f64)?
+        .map_or(LIMIT_DEFAULT, |l| l as usize);
+    let kind = query
+        .kind
+        .as_deref()
+        .map(|k| {
+            BayKind::parse(k)
+                .ok_or_else(|| ApiError::BadRequest(format!("kind {k:?} is not a bay kind")))
+        })
+        .transpose()?;
+    let gcj = match query.crs.as_deref() {
+        None | Some("wgs84") => false,
+        Some("gcj02") => true,
+        Some(c) => {
+            return Err(ApiError::BadRequest(format!(
+                "crs {c:?} is not wgs84 or gcj02"
+            )));
+        }
+    };
+    let (lon, lat) = if gcj {
+        gcj02_to_wgs84(lon, lat)
+    } else {
+        (lon, lat)
+    };
+
+    let now = state.clock.now();
+    let map = state.street.map();
+    let near: Vec<_> = map
+        .bays_near(Position { lon, lat }, radius)
+        .into_iter()
+        .filter(|(_, b, _)| kind.is_none_or(|k| b.kind == k))
+        .collect();
+    let reports = state
+        .street
+        .reports_of(near.iter().map(|(_, b, _)| &b.bay_id), now);
+    let features = near
+        .into_iter()
+        .zip(reports)
+        .filter(|(_, r)| r.status == BayStatus::Free)
+        .take(limit)
+        .map(|((road, bay, d), _)| {
+            let mut props = JsonObject::new();
+            props.insert("bay_id".into(), bay.bay_id.as_str().into());
+            props.insert("road_id".into(), road.info.road_id.as_str().into());
+            props.insert("road_name".into(), road.layout.road.name.clone().into());
+            props.insert("kind".into(), bay.kind.as_str().into());
+            props.insert("max_stay_minutes".into(), bay.max_stay_minutes.into());
+            props.insert("distance_m".into(), ((d * 10.0).round() / 10.0).into());
+            let polygon = if gcj {
+                use geo::MapCoords;
+                bay.polygon.map_coords(|c| {
+                    let (x, y) = wgs84_to_gcj02(c.x, c.y);
+                    geo::Coord { x, y }
+                })
+            } else {
+                bay.polygon.clone()
+            };
+            Feature {
+                bbox: None,
+                geometry: Some(geojson::Geometry::new((&polygon).into())),
+                id: Some(geojson::feature::Id::String(bay.bay_id.to_string())),
+                properties: Some(props),
+                foreign_members: None,
+            }
+        })
+        .collect();
+    Ok(public(HttpResponse::Ok().json(FeatureCollection {
+        bbox: None,
+        features,
+        foreign_members: None,
+    })))
+}
+
+/// Free counts of one road.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicRoad {
+    pub road_id: String,
+    pub name: String,
+    pub name_en: Option<String>,
+    pub bays: u32,
+    pub free: u32,
+    pub occupied: u32,
+    pub unknown: u32,
+}
+
+/// `GET /v1/public/roads`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicRoads {
+    pub roads: Vec<PublicRoad>,
+}
+
+/// Every road with its free, occupied and unknown counts, for an app's list
+/// view. Public.
+#[utoipa::path(get, path = "/v1/public/roads", tag = "public",
+    responses((status = 200, body = PublicRoads), (status = 429, body = super::problem::Problem)))]
+#[get("/roads")]
+pub async fn public_roads(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    admit(&state, &req)?;
+    let now = state.clock.now();
+    let roads = state
+        .street
+        .map()
+        .roads
+        .values()
+        .map(|v| {
+            let c = state.street.counts(v, now).all;
+            PublicRoad {
+                road_id: v.info.road_id.to_string(),
+                name: v.layout.road.name.clone(),
+                name_en: v.layout.road.name_en.clone(),
+                bays: c.bays,
+                free: c.free,
+                occupied: c.occupied,
+                unknown: c.unknown,
+            }
+        })
+        .collect();
+    Ok(public(HttpResponse::Ok().json(PublicRoads { roads })))
+}
+
+/// CORS preflight for the public endpoints.
+pub async fn preflight() -> HttpResponse {
+    use actix_web::http::header::{
+        ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+        ACCESS_CONTROL_MAX_AGE,
+    };
+    HttpResponse::NoContent()
+        .insert_header((ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .insert_header((ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"))
+        .insert_header((ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"))
+        .insert_header((ACCESS_CONTROL_MAX_AGE, "86400"))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let l = RateLimiter::new(60);
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let t0 = Instant::now();
+        for _ in 0..60 {
+            assert!(l.check(ip, t0).is_ok());
+        }
+        assert_eq!(l.check(ip, t0), Err(1));
+        assert!(l.check(ip, t0 + Duration::from_secs(1)).is_ok());
+        assert!(
+            l.check(IpAddr::from([127, 0, 0, 2]), t0).is_ok(),
+            "clients are counted apart"
+        );
+    }
+}
