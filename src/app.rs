@@ -86,7 +86,13 @@ impl Application {
         let (host, mqtt_port) = match &settings.mqtt_url {
             Some(url) => mqtt::parse_url(url)?,
             None => {
-                let addr = mqtt::broker::start(&settings.mqtt_listen)?;
+                let addr = match &settings.mqtt_listen {
+                    Some(listen) => mqtt::broker::start(listen)?,
+                    None => mqtt::broker::start(mqtt::broker::DEFAULT_LISTEN).or_else(|e| {
+                        tracing::warn!(error = %e, "the default MQTT port is taken; the embedded broker takes a free one");
+                        mqtt::broker::start("127.0.0.1:0")
+                    })?,
+                };
                 tracing::info!(%addr, "embedded MQTT broker listening");
                 (addr.ip().to_string(), addr.port())
             }

@@ -89,9 +89,10 @@ pub struct Settings {
     /// Use the broker at `mqtt://HOST:PORT`; no embedded broker is started.
     #[arg(long, env = "KERBSIDE_MQTT_URL")]
     pub mqtt_url: Option<String>,
-    /// Where the embedded broker listens.
-    #[arg(long, env = "KERBSIDE_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
-    pub mqtt_listen: String,
+    /// Where the embedded broker listens (`HOST:PORT`). Unset, it is
+    /// 127.0.0.1:1883, or a free port if another broker already holds 1883.
+    #[arg(long, env = "KERBSIDE_MQTT_LISTEN")]
+    pub mqtt_listen: Option<String>,
     /// Client id, and so persistent session, on an external broker; each
     /// instance of a deployment needs its own.
     #[arg(long, env = "KERBSIDE_MQTT_CLIENT_ID", default_value = "kerbside")]
@@ -135,7 +136,7 @@ impl Settings {
                 database_url: "sqlite://kerbside.db".into(),
             },
             mqtt_url: None,
-            mqtt_listen: "127.0.0.1:1883".into(),
+            mqtt_listen: None,
             mqtt_client_id: "kerbside".into(),
             http: "127.0.0.1:8080".into(),
             geodata: PathBuf::from("geodata"),

@@ -18,6 +18,9 @@ pub enum BrokerError {
     Listen { addr: String, message: String },
 }
 
+/// Where the embedded broker listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:1883";
+
 /// Largest MQTT payload the embedded broker takes, bytes: above the 256 KiB
 /// event limit, so an oversized payload reaches kerbside and is rejected
 /// with a reason instead of the device being disconnected.

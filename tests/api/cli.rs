@@ -210,3 +210,41 @@ fn a_bad_broker_url_is_one_line() {
         "{err}"
     );
 }
+
+#[test]
+fn with_no_broker_flags_the_embedded_broker_finds_a_port_even_if_1883_is_taken() {
+    // Where a Mosquitto holds 1883 (as on CI), this exercises the fallback.
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let http = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kerbside"))
+        .args([
+            "serve",
+            "--database-url",
+            &db,
+            "--http",
+            &http.to_string(),
+            "--geodata",
+        ])
+        .arg(geodata_dir())
+        .env_remove("KERBSIDE_MQTT_LISTEN")
+        .env_remove("KERBSIDE_MQTT_URL")
+        .env("KERBSIDE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{http}/healthz");
+    crate::helpers::wait_until("a healthy service", || {
+        agent.get(&url).call().is_ok_and(|r| r.status() == 200)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

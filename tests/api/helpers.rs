@@ -90,7 +90,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults();
     settings.database.database_url = database_url.clone();
     settings.http = "127.0.0.1:0".into();
-    settings.mqtt_listen = "127.0.0.1:0".into();
+    settings.mqtt_listen = Some("127.0.0.1:0".into());
     settings.sweep_seconds = 1;
     settings.geodata = geodata_dir();
     tweak(&mut settings);
