@@ -80,25 +80,18 @@ impl Ingestor {
         let mut batch = BatchWrite::default();
         let mut told = Vec::new();
         for m in messages {
-            let Ok(device) = DeviceId::parse(&m.device) else {
-                let r = Rejection {
+            let outcomes = match DeviceId::parse(&m.device) {
+                Ok(device) => decode_payload(&device, &m.payload, now, sanity),
+                Err(_) => vec![Err(Rejection {
                     event_id: None,
                     reason: Reason::Malformed,
                     detail: format!(
                         "device id {:?} in the topic breaks the identifier rule",
                         m.device
                     ),
-                };
-                told.push((m.device.clone(), r.clone()));
-                batch.rejections.push(RejectionRecord {
-                    device_id: m.device.clone(),
-                    rejection: r,
-                    payload: payload_excerpt(&m.payload),
-                    received_at: m.received_at,
-                });
-                continue;
+                })],
             };
-            for outcome in decode_payload(&device, &m.payload, now, sanity) {
+            for outcome in outcomes {
                 match outcome.and_then(|e| place(&map, e)) {
                     Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
                         event,

@@ -71,19 +71,25 @@ pub fn enforced_between(
         return Duration::zero();
     }
     let Some(h) = hours else { return to - from };
-    let mut total = Duration::zero();
+    windows_from(from, h, tz)
+        .take_while(|(ws, _)| *ws < to)
+        .map(|(ws, we)| (we.min(to) - ws).max(Duration::zero()))
+        .sum()
+}
+
+/// Each day's enforcement window that ends after `from`, clipped to start
+/// no earlier than it, in order, for [`SEARCH_DAYS`] days.
+fn windows_from(
+    from: DateTime<Utc>,
+    h: EnforcedHours,
+    tz: Tz,
+) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> {
     // The previous local day's window may run across midnight into `from`.
-    let mut day = from.with_timezone(&tz).date_naive() - Days::new(1);
-    let last = to.with_timezone(&tz).date_naive();
-    while day <= last {
-        let (ws, we) = window(tz, day, h);
-        let (s, e) = (ws.max(from), we.min(to));
-        if e > s {
-            total += e - s;
-        }
-        day = day + Days::new(1);
-    }
-    total
+    let first = from.with_timezone(&tz).date_naive() - Days::new(1);
+    (0..SEARCH_DAYS)
+        .map(move |i| window(tz, first + Days::new(i), h))
+        .filter(move |(_, we)| *we > from)
+        .map(move |(ws, we)| (ws.max(from), we))
 }
 
 /// The instant at which a stay that began at `start` has used `limit` of

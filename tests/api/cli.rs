@@ -17,6 +17,13 @@ fn kerbside(args: &[&str]) -> Output {
         .expect("the kerbside binary runs")
 }
 
+/// A temporary directory and the URL of a store file in it.
+fn fresh_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    (dir, db)
+}
+
 fn one_line_error(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -151,8 +158,7 @@ fn a_database_that_cannot_be_opened_is_one_line() {
 fn a_taken_http_port_is_one_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (_dir, db) = fresh_store();
     let err = one_line_error(&kerbside(&[
         "serve",
         "--database-url",
@@ -169,8 +175,7 @@ fn a_taken_http_port_is_one_line_naming_the_flag() {
 fn a_taken_mqtt_port_is_one_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (_dir, db) = fresh_store();
     let geodata = geodata_dir();
     let err = one_line_error(&kerbside(&[
         "serve",
@@ -191,8 +196,7 @@ fn a_taken_mqtt_port_is_one_line_naming_the_flag() {
 
 #[test]
 fn a_bad_broker_url_is_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (_dir, db) = fresh_store();
     let geodata = geodata_dir();
     let err = one_line_error(&kerbside(&[
         "serve",
@@ -214,8 +218,7 @@ fn a_bad_broker_url_is_one_line() {
 #[test]
 fn with_no_broker_flags_the_embedded_broker_finds_a_port_even_if_1883_is_taken() {
     // Where a Mosquitto holds 1883 (as on CI), this exercises the fallback.
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let (dir, db) = fresh_store();
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
