@@ -218,7 +218,7 @@ fn a_bad_broker_url_is_one_line() {
 #[test]
 fn with_no_broker_flags_the_embedded_broker_finds_a_port_even_if_1883_is_taken() {
     // Where a Mosquitto holds 1883 (as on CI), this exercises the fallback.
-    let (dir, db) = fresh_store();
+    let (_dir, db) = fresh_store();
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
