@@ -184,10 +184,16 @@ impl Ingestor {
         let now = self.clock.now();
         let map = self.street.map();
         let mut due = Vec::new();
+        let mut open_now = std::collections::HashSet::new();
         for view in map.roads.values() {
             let states = self
                 .street
                 .states_of(view.layout.bays.iter().map(|b| &b.bay_id));
+            open_now.extend(
+                states
+                    .iter()
+                    .filter_map(|(id, s)| Some((id.clone(), s.open.as_ref()?.started_at))),
+            );
             for bay in &view.layout.bays {
                 let Some(open) = states.get(&bay.bay_id).and_then(|s| s.open.as_ref()) else {
                     continue;
@@ -209,6 +215,8 @@ impl Ingestor {
                 }
             }
         }
+        // Forget stays that have ended, so `known` stays as small as the street.
+        known.retain(|k| open_now.contains(k));
         if !due.is_empty() {
             self.store.evaluate_overstays(&due, self.enforcement, now)?;
         }
