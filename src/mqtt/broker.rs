@@ -81,5 +81,16 @@ pub fn start(listen: &str) -> Result<SocketAddr, BrokerError> {
             }
         })
         .map_err(|e| err(e.to_string()))?;
+    // The listener comes up a moment after the thread starts; wait for it so
+    // the service's own client does not begin with a refused connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err(err(
+                "the embedded broker did not start listening within 3 s".into(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     Ok(addr)
 }
