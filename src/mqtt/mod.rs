@@ -83,7 +83,7 @@ pub struct MqttLink {
 }
 
 impl MqttLink {
-    /// Whether the broker connection is up now.
+    /// Whether the broker connection is up and subscribed to device events.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
@@ -137,7 +137,6 @@ async fn poll_loop(
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                connected.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -146,6 +145,10 @@ async fn poll_loop(
                 if let Err(e) = client.try_subscribe(topics::EVENTS_FILTER, QoS::AtLeastOnce) {
                     tracing::error!(error = %e, "cannot subscribe to device events");
                 }
+            }
+            // Up means subscribed: from here on no device event is missed.
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                connected.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let device = topics::device_of_events_topic(&publish.topic)
