@@ -54,6 +54,8 @@ pub struct BatchResult {
     pub duplicate: Vec<bool>,
     /// The new state of every bay the batch changed.
     pub states: HashMap<BayId, BayState>,
+    /// Devices whose `last_seen_ms` this batch wrote, and the value.
+    devices_written: Vec<(String, i64)>,
 }
 
 fn signal(e: &Event) -> Signal<'_> {
@@ -70,6 +72,9 @@ fn signal(e: &Event) -> Signal<'_> {
 }
 
 const STATUS_TYPES: [&str; 3] = ["occupied", "vacated", "observed"];
+
+/// A device's `last_seen_ms` is kept to this resolution (one minute).
+const DEVICE_SEEN_RESOLUTION_MS: i64 = 60_000;
 
 #[derive(Insertable)]
 #[diesel(table_name = events)]
@@ -121,137 +126,156 @@ impl Store {
         enf: Enforcement,
         now: DateTime<Utc>,
     ) -> Result<BatchResult, StoreError> {
-        self.conn()?.immediate_transaction(|conn| {
-            let mut result = BatchResult::default();
-            let mut seen_devices: HashMap<&str, i64> = HashMap::new();
-            let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
-            // One single-row statement per event: diesel caches it prepared,
-            // which beats preparing a large multi-row statement per batch.
-            let mut fresh: HashSet<usize> = HashSet::new();
-            for (i, rec) in batch.events.iter().enumerate() {
-                let inserted = diesel::insert_into(events::table)
-                    .values(NewEvent::from(rec))
-                    .on_conflict((events::device_id, events::event_id))
-                    .do_nothing()
-                    .execute(conn)?;
-                if inserted == 1 {
-                    fresh.insert(i);
-                }
-            }
-            for (i, rec) in batch.events.iter().enumerate() {
-                let e = &rec.event;
-                let duplicate = !fresh.contains(&i);
-                result.duplicate.push(duplicate);
-                let seen = seen_devices.entry(e.device_id.as_str()).or_insert(i64::MIN);
-                *seen = (*seen).max(to_ms(rec.received_at));
-                if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
-                    by_bay.push((bay, road.as_str(), e));
-                }
-            }
-            for r in &batch.rejections {
-                diesel::insert_into(rejections::table)
-                    .values((
-                        rejections::device_id.eq(&r.device_id),
-                        rejections::event_id.eq(r.rejection.event_id.as_deref()),
-                        rejections::reason.eq(r.rejection.reason.as_str()),
-                        rejections::detail.eq(&r.rejection.detail),
-                        rejections::payload.eq(r.payload.as_deref()),
-                        rejections::received_at_ms.eq(to_ms(r.received_at)),
-                    ))
-                    .execute(conn)?;
-            }
-            for (device, seen_ms) in seen_devices {
-                diesel::insert_into(devices::table)
-                    .values((
-                        devices::device_id.eq(device),
-                        devices::first_seen_ms.eq(seen_ms),
-                        devices::last_seen_ms.eq(seen_ms),
-                    ))
-                    .on_conflict(devices::device_id)
-                    .do_update()
-                    .set(devices::last_seen_ms.eq(seen_ms))
-                    .execute(conn)?;
-            }
-            // Apply to each bay in arrival order; a late event means replay.
-            let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
-            let mut roads: HashMap<&BayId, &str> = HashMap::new();
-            for (bay, road, e) in by_bay {
-                roads.insert(bay, road);
-                let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
-                match apply(state.as_ref(), e.observed_at, signal(e)) {
-                    Applied::Next(mut next, ops) => {
-                        run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
-                        result.states.insert(bay.clone(), next);
+        self.conn()?
+            .immediate_transaction(|conn| {
+                let mut result = BatchResult::default();
+                let mut seen_devices: HashMap<&str, i64> = HashMap::new();
+                let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
+                // One single-row statement per event: diesel caches it prepared,
+                // which beats preparing a large multi-row statement per batch.
+                let mut fresh: HashSet<usize> = HashSet::new();
+                for (i, rec) in batch.events.iter().enumerate() {
+                    let inserted = diesel::insert_into(events::table)
+                        .values(NewEvent::from(rec))
+                        .on_conflict((events::device_id, events::event_id))
+                        .do_nothing()
+                        .execute(conn)?;
+                    if inserted == 1 {
+                        fresh.insert(i);
                     }
-                    Applied::Late => {
-                        let t = late_from.entry(bay).or_insert(e.observed_at);
-                        *t = (*t).min(e.observed_at);
-                        // Still the newest thing heard of the bay, perhaps.
-                        if let Some(mut s) = state {
-                            s.last_event_at = s.last_event_at.max(e.observed_at);
-                            result.states.insert(bay.clone(), s);
+                }
+                for (i, rec) in batch.events.iter().enumerate() {
+                    let e = &rec.event;
+                    let duplicate = !fresh.contains(&i);
+                    result.duplicate.push(duplicate);
+                    let seen = seen_devices.entry(e.device_id.as_str()).or_insert(i64::MIN);
+                    *seen = (*seen).max(to_ms(rec.received_at));
+                    if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
+                        by_bay.push((bay, road.as_str(), e));
+                    }
+                }
+                for r in &batch.rejections {
+                    diesel::insert_into(rejections::table)
+                        .values((
+                            rejections::device_id.eq(&r.device_id),
+                            rejections::event_id.eq(r.rejection.event_id.as_deref()),
+                            rejections::reason.eq(r.rejection.reason.as_str()),
+                            rejections::detail.eq(&r.rejection.detail),
+                            rejections::payload.eq(r.payload.as_deref()),
+                            rejections::received_at_ms.eq(to_ms(r.received_at)),
+                        ))
+                        .execute(conn)?;
+                }
+                let written = self
+                    .device_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for (device, seen_ms) in &seen_devices {
+                    let (device, seen_ms) = (*device, *seen_ms);
+                    if written
+                        .get(device)
+                        .is_some_and(|w| seen_ms - w < DEVICE_SEEN_RESOLUTION_MS)
+                    {
+                        continue;
+                    }
+                    result.devices_written.push((device.to_owned(), seen_ms));
+                    diesel::insert_into(devices::table)
+                        .values((
+                            devices::device_id.eq(device),
+                            devices::first_seen_ms.eq(seen_ms),
+                            devices::last_seen_ms.eq(seen_ms),
+                        ))
+                        .on_conflict(devices::device_id)
+                        .do_update()
+                        .set(devices::last_seen_ms.eq(seen_ms))
+                        .execute(conn)?;
+                }
+                // Apply to each bay in arrival order; a late event means replay.
+                let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
+                let mut roads: HashMap<&BayId, &str> = HashMap::new();
+                for (bay, road, e) in by_bay {
+                    roads.insert(bay, road);
+                    let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
+                    match apply(state.as_ref(), e.observed_at, signal(e)) {
+                        Applied::Next(mut next, ops) => {
+                            run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
+                            result.states.insert(bay.clone(), next);
+                        }
+                        Applied::Late => {
+                            let t = late_from.entry(bay).or_insert(e.observed_at);
+                            *t = (*t).min(e.observed_at);
+                            // Still the newest thing heard of the bay, perhaps.
+                            if let Some(mut s) = state {
+                                s.last_event_at = s.last_event_at.max(e.observed_at);
+                                result.states.insert(bay.clone(), s);
+                            }
                         }
                     }
                 }
-            }
-            // Bays whose overstays need judging: replayed ones, and those with
-            // a session (before or after this batch) past its limit by now.
-            let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
-            for (bay, t0) in late_from {
-                let prev = result.states.get(bay).cloned();
-                let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
-                result.states.insert(bay.clone(), next);
-            }
-            for (bay, next) in &result.states {
-                let Some(r) = rules.get(bay) else { continue };
-                let Some(max) = r.max_stay_minutes else {
-                    continue;
-                };
-                let limit = Duration::minutes(i64::from(max)) + enf.grace;
-                let over = [
-                    current.get(bay).and_then(|p| p.open.as_ref()),
-                    next.open.as_ref(),
-                ]
-                .into_iter()
-                .flatten()
-                .any(|o| {
-                    limit_reached_at(o.started_at, limit, r.enforced_hours, enf.tz)
-                        .is_some_and(|t| t <= now)
-                });
-                if over {
-                    judge.insert(bay);
+                // Bays whose overstays need judging: replayed ones, and those with
+                // a session (before or after this batch) past its limit by now.
+                let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
+                for (bay, t0) in late_from {
+                    let prev = result.states.get(bay).cloned();
+                    let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
+                    result.states.insert(bay.clone(), next);
                 }
-            }
-            for bay in judge {
-                if let (Some(r), Some(road)) = (rules.get(bay), roads.get(bay)) {
-                    let road =
-                        RoadId::parse(road).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    evaluate_bay(conn, bay, &road, *r, enf, now)?;
+                for (bay, next) in &result.states {
+                    let Some(r) = rules.get(bay) else { continue };
+                    let Some(max) = r.max_stay_minutes else {
+                        continue;
+                    };
+                    let limit = Duration::minutes(i64::from(max)) + enf.grace;
+                    let over = [
+                        current.get(bay).and_then(|p| p.open.as_ref()),
+                        next.open.as_ref(),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .any(|o| {
+                        limit_reached_at(o.started_at, limit, r.enforced_hours, enf.tz)
+                            .is_some_and(|t| t <= now)
+                    });
+                    if over {
+                        judge.insert(bay);
+                    }
                 }
-            }
-            for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
-                if !dup {
-                    file_event_violation(conn, rec, now)?;
+                for bay in judge {
+                    if let (Some(r), Some(road)) = (rules.get(bay), roads.get(bay)) {
+                        let road =
+                            RoadId::parse(road).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        evaluate_bay(conn, bay, &road, *r, enf, now)?;
+                    }
                 }
-            }
-            for (bay, s) in &result.states {
-                let values = (
-                    bay_states::bay_id.eq(bay.as_str()),
-                    bay_states::status.eq(s.status.as_str()),
-                    bay_states::since_ms.eq(to_ms(s.since)),
-                    bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
-                    bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
-                    bay_states::updated_at_ms.eq(to_ms(now)),
-                );
-                diesel::insert_into(bay_states::table)
-                    .values(values)
-                    .on_conflict(bay_states::bay_id)
-                    .do_update()
-                    .set(values)
-                    .execute(conn)?;
-            }
-            Ok(result)
-        })
+                for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
+                    if !dup {
+                        file_event_violation(conn, rec, now)?;
+                    }
+                }
+                for (bay, s) in &result.states {
+                    let values = (
+                        bay_states::bay_id.eq(bay.as_str()),
+                        bay_states::status.eq(s.status.as_str()),
+                        bay_states::since_ms.eq(to_ms(s.since)),
+                        bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
+                        bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
+                        bay_states::updated_at_ms.eq(to_ms(now)),
+                    );
+                    diesel::insert_into(bay_states::table)
+                        .values(values)
+                        .on_conflict(bay_states::bay_id)
+                        .do_update()
+                        .set(values)
+                        .execute(conn)?;
+                }
+                Ok(result)
+            })
+            .inspect(|result: &BatchResult| {
+                // Committed: remember what was written.
+                let mut seen = self.device_seen.lock().unwrap_or_else(|e| e.into_inner());
+                seen.extend(result.devices_written.iter().cloned());
+            })
     }
 }
 

@@ -58,6 +58,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<SqliteConnection>>,
+    /// When each device's `last_seen_ms` was last written, so that a busy
+    /// device costs one write a minute, not one a batch.
+    device_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
 
 #[derive(Debug)]
@@ -118,7 +121,10 @@ impl Store {
             .connection_customizer(Box::new(SqlitePragmas))
             .build(ConnectionManager::new(path))
             .map_err(|e| open_err(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            device_seen: Default::default(),
+        })
     }
 
     fn conn(&self) -> Result<PooledConnection<ConnectionManager<SqliteConnection>>, StoreError> {
