@@ -214,6 +214,18 @@ impl TestApp {
         )
     }
 
+    /// OPTIONS `path`, as a browser's CORS preflight would.
+    pub fn preflight(&self, path: &str) -> Reply {
+        Self::read(
+            self.agent
+                .options(format!("{}{path}", self.base))
+                .header("Origin", "https://map.example")
+                .header("Access-Control-Request-Method", "GET")
+                .call()
+                .expect("OPTIONS"),
+        )
+    }
+
     /// GET `path` with `Authorization: <authorization>`.
     pub fn get_with(&self, path: &str, authorization: &str) -> Reply {
         Self::read(

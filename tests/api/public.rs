@@ -185,3 +185,16 @@ fn a_client_past_its_rate_is_told_when_to_come_back() {
     // Other endpoints are not limited.
     assert_eq!(app.get("/v1/roads").status, 200);
 }
+
+#[test]
+fn browsers_may_ask_first() {
+    let app = spawn_app();
+    let r = app.preflight("/v1/public/free-spaces?lon=120.78&lat=30.76");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("GET")
+    );
+}
