@@ -183,40 +183,31 @@ impl Ingestor {
     ) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let map = self.street.map();
+        // Only bays in a session now can overstay: look at those alone.
+        let open = self.street.open_sessions();
         let mut due = Vec::new();
-        let mut open_now = std::collections::HashSet::new();
-        for view in map.roads.values() {
-            let states = self
-                .street
-                .states_of(view.layout.bays.iter().map(|b| &b.bay_id));
-            open_now.extend(
-                states
-                    .iter()
-                    .filter_map(|(id, s)| Some((id.clone(), s.open.as_ref()?.started_at))),
+        for (bay_id, started_at) in &open {
+            let Some((road, bay)) = map.bay(bay_id) else {
+                continue;
+            };
+            let Some(max) = bay.max_stay_minutes else {
+                continue;
+            };
+            let limit = Duration::minutes(i64::from(max)) + self.enforcement.grace;
+            let reached = crate::domain::enforcement::limit_reached_at(
+                *started_at,
+                limit,
+                bay.enforced_hours,
+                self.enforcement.tz,
             );
-            for bay in &view.layout.bays {
-                let Some(open) = states.get(&bay.bay_id).and_then(|s| s.open.as_ref()) else {
-                    continue;
-                };
-                let Some(max) = bay.max_stay_minutes else {
-                    continue;
-                };
-                let limit = Duration::minutes(i64::from(max)) + self.enforcement.grace;
-                let reached = crate::domain::enforcement::limit_reached_at(
-                    open.started_at,
-                    limit,
-                    bay.enforced_hours,
-                    self.enforcement.tz,
-                );
-                let key = (bay.bay_id.clone(), open.started_at);
-                if reached.is_some_and(|t| t <= now) && !known.contains(&key) {
-                    due.push((bay.bay_id.clone(), view.info.road_id.clone(), rules_of(bay)));
-                    known.insert(key);
-                }
+            let key = (bay_id.clone(), *started_at);
+            if reached.is_some_and(|t| t <= now) && !known.contains(&key) {
+                due.push((bay_id.clone(), road.info.road_id.clone(), rules_of(bay)));
+                known.insert(key);
             }
         }
         // Forget stays that have ended, so `known` stays as small as the street.
-        known.retain(|k| open_now.contains(k));
+        known.retain(|(bay, start)| open.get(bay) == Some(start));
         if !due.is_empty() {
             self.store.evaluate_overstays(&due, self.enforcement, now)?;
         }

@@ -218,6 +218,15 @@ impl Street {
             .collect()
     }
 
+    /// Every bay in a parking session now, with the session's start.
+    pub fn open_sessions(&self) -> HashMap<BayId, DateTime<Utc>> {
+        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        states
+            .iter()
+            .filter_map(|(id, s)| Some((id.clone(), s.open.as_ref()?.started_at)))
+            .collect()
+    }
+
     /// Takes in bay states the store has committed.
     pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
         let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());

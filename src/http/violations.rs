@@ -13,10 +13,11 @@ use super::problem::{ApiError, blocking};
 use super::{AppState, parse_id};
 use crate::domain::auth::Role;
 use crate::domain::enforcement::enforced_between;
-use crate::domain::ids::{EventId, RoadId};
+use crate::domain::ids::{RoadId, check_identifier};
 use crate::domain::violations::{Action, ViolationStatus};
 use crate::spatial::LocalFrame;
 use crate::store::{ActOutcome, ViolationRecord};
+use crate::street::StreetMap;
 
 /// Which violations to list, and from where.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -90,8 +91,12 @@ pub struct ViolationDetail {
     pub history: Vec<HistoryView>,
 }
 
-fn view(state: &AppState, r: ViolationRecord, now: DateTime<Utc>) -> ViolationView {
-    let map = state.street.map();
+fn view(
+    state: &AppState,
+    map: &StreetMap,
+    r: ViolationRecord,
+    now: DateTime<Utc>,
+) -> ViolationView {
     let bay = r
         .bay_id
         .as_deref()
@@ -143,6 +148,13 @@ fn view(state: &AppState, r: ViolationRecord, now: DateTime<Utc>) -> ViolationVi
     }
 }
 
+/// A violation id from the path: it follows the identifier rule (400 if not).
+fn violation_id(s: &str) -> Result<String, ApiError> {
+    check_identifier(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| ApiError::BadRequest(format!("violation_id {s:?} {e}")))
+}
+
 fn parse_near(s: &str) -> Result<Point<f64>, ApiError> {
     let bad = || ApiError::BadRequest(format!("near {s:?} is not LON,LAT in degrees"));
     let (lon, lat) = s.split_once(',').ok_or_else(bad)?;
@@ -188,7 +200,12 @@ pub async fn list_violations(
     let store = state.store.clone();
     let rows = blocking(move || store.violations(&id, status)).await?;
     let now = state.clock.now();
-    let mut views: Vec<ViolationView> = rows.into_iter().map(|r| view(&state, r, now)).collect();
+    let mut views: Vec<ViolationView> = {
+        let map = state.street.map();
+        rows.into_iter()
+            .map(|r| view(&state, &map, r, now))
+            .collect()
+    };
     if let Some(p) = near {
         let frame = LocalFrame::at(p.x(), p.y());
         for v in &mut views {
@@ -219,14 +236,14 @@ pub async fn get_violation(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Warden, Role::Planner])?;
-    let id = parse_id("violation_id", &path, EventId::parse)?.to_string();
+    let id = violation_id(&path)?;
     let store = state.store.clone();
     let lookup = id.clone();
     let (record, history) = blocking(move || store.violation(&lookup))
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no violation {id:?}")))?;
     Ok(HttpResponse::Ok().json(ViolationDetail {
-        violation: view(&state, record, state.clock.now()),
+        violation: view(&state, &state.street.map(), record, state.clock.now()),
         history: history
             .into_iter()
             .map(|h| HistoryView {
@@ -255,7 +272,7 @@ async fn act_on(
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Warden])?;
-    let id = parse_id("violation_id", &path, EventId::parse)?.to_string();
+    let id = violation_id(&path)?;
     let body: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActBody::default()
     } else {
@@ -274,7 +291,9 @@ async fn act_on(
         blocking(move || store.act_on_violation(&vid, action, &actor, body.note.as_deref(), now))
             .await?;
     match outcome {
-        ActOutcome::Done(record) => Ok(HttpResponse::Ok().json(view(&state, *record, now))),
+        ActOutcome::Done(record) => {
+            Ok(HttpResponse::Ok().json(view(&state, &state.street.map(), *record, now)))
+        }
         ActOutcome::NotFound => Err(ApiError::NotFound(format!("no violation {id:?}"))),
         ActOutcome::Conflict(status) => Err(ApiError::Conflict(format!(
             "violation {id} is already {}; only an open violation can be ticketed or dismissed",

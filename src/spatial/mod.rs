@@ -60,30 +60,6 @@ fn segments_intersect(p1: Coord<f64>, p2: Coord<f64>, p3: Coord<f64>, p4: Coord<
         || (d4 == 0.0 && on_segment(p1, p2, p4))
 }
 
-/// Distance in metres from a polygon (its nearest point, 0 inside) to the
-/// nearest point of a line, both in (longitude, latitude) degrees.
-///
-/// ```
-/// use geo::{LineString, Polygon, coord};
-/// let line = LineString::from(vec![(120.78, 30.76), (120.79, 30.76)]);
-/// let square = Polygon::new(LineString::from(vec![
-///     (120.785, 30.7601), (120.7851, 30.7601), (120.7851, 30.7602), (120.785, 30.7602), (120.785, 30.7601),
-/// ]), vec![]);
-/// let d = kerbside::spatial::polygon_line_distance_m(&square, &line);
-/// assert!((d - 11.09).abs() < 0.05, "{d}");
-/// ```
-pub fn polygon_line_distance_m(polygon: &Polygon<f64>, line: &LineString<f64>) -> f64 {
-    use geo::{Distance, Euclidean};
-    let Some(origin) = polygon.exterior().0.first() else {
-        return f64::INFINITY;
-    };
-    let frame = LocalFrame::at(origin.x, origin.y);
-    Euclidean.distance(
-        &frame.polygon_to_metres(polygon),
-        &frame.line_to_metres(line),
-    )
-}
-
 /// The farthest any vertex of `polygon` lies from `line`, in metres.
 pub fn polygon_max_distance_m(polygon: &Polygon<f64>, line: &LineString<f64>) -> f64 {
     use geo::{Distance, Euclidean, Point};

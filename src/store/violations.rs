@@ -346,8 +346,14 @@ pub(super) fn evaluate_bay(
             }
             Some(status) => {
                 let reinstate = status == ViolationStatus::Void.as_str();
+                let status = if reinstate {
+                    ViolationStatus::Open.as_str()
+                } else {
+                    status.as_str()
+                };
                 diesel::update(violations::table.find(&id))
                     .set((
+                        violations::status.eq(status),
                         violations::ended_at_ms.eq(end),
                         violations::last_seen_ms.eq(Some(until)),
                         violations::detected_at_ms.eq(to_ms(o.detected_at)),
@@ -357,9 +363,6 @@ pub(super) fn evaluate_bay(
                     ))
                     .execute(conn)?;
                 if reinstate {
-                    diesel::update(violations::table.find(&id))
-                        .set(violations::status.eq(ViolationStatus::Open.as_str()))
-                        .execute(conn)?;
                     history(
                         conn,
                         &id,

@@ -24,6 +24,22 @@ fn fresh_store() -> (tempfile::TempDir, String) {
     (dir, db)
 }
 
+/// The one-line error of `kerbside serve` with this store, geodata and
+/// HTTP address, plus `extra` flags.
+fn serve_error(db: &str, geodata: &str, http: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "serve",
+        "--database-url",
+        db,
+        "--geodata",
+        geodata,
+        "--http",
+        http,
+    ];
+    args.extend_from_slice(extra);
+    one_line_error(&kerbside(&args))
+}
+
 fn one_line_error(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
@@ -100,15 +116,7 @@ fn bad_geodata_is_one_line_naming_the_file_and_the_feature() {
     std::fs::write(dir.path().join("broken.geojson"), text).unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
     let geodata = dir.path().to_str().unwrap();
-    let err = one_line_error(&kerbside(&[
-        "serve",
-        "--database-url",
-        &db,
-        "--geodata",
-        geodata,
-        "--http",
-        "127.0.0.1:0",
-    ]));
+    let err = serve_error(&db, geodata, "127.0.0.1:0", &[]);
     assert!(err.contains("broken.geojson"), "{err}");
     assert!(err.contains("QF-N-001"), "{err}");
     assert!(err.contains("lorry"), "{err}");
@@ -119,15 +127,7 @@ fn a_file_that_is_not_geojson_is_one_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("road.geojson"), "{not json").unwrap();
     let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    let err = one_line_error(&kerbside(&[
-        "serve",
-        "--database-url",
-        &db,
-        "--geodata",
-        dir.path().to_str().unwrap(),
-        "--http",
-        "127.0.0.1:0",
-    ]));
+    let err = serve_error(&db, dir.path().to_str().unwrap(), "127.0.0.1:0", &[]);
     assert!(
         err.contains("road.geojson") && err.contains("not a GeoJSON"),
         "{err}"
@@ -159,15 +159,7 @@ fn a_taken_http_port_is_one_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (_dir, db) = fresh_store();
-    let err = one_line_error(&kerbside(&[
-        "serve",
-        "--database-url",
-        &db,
-        "--geodata",
-        geodata_dir().to_str().unwrap(),
-        "--http",
-        &addr,
-    ]));
+    let err = serve_error(&db, geodata_dir().to_str().unwrap(), &addr, &[]);
     assert!(err.contains("--http") && err.contains(&addr), "{err}");
 }
 
@@ -176,18 +168,12 @@ fn a_taken_mqtt_port_is_one_line_naming_the_flag() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (_dir, db) = fresh_store();
-    let geodata = geodata_dir();
-    let err = one_line_error(&kerbside(&[
-        "serve",
-        "--database-url",
+    let err = serve_error(
         &db,
-        "--geodata",
-        geodata.to_str().unwrap(),
-        "--http",
+        geodata_dir().to_str().unwrap(),
         "127.0.0.1:0",
-        "--mqtt-listen",
-        &addr,
-    ]));
+        &["--mqtt-listen", &addr],
+    );
     assert!(
         err.contains("--mqtt-listen") && err.contains(&addr),
         "{err}"
@@ -197,18 +183,12 @@ fn a_taken_mqtt_port_is_one_line_naming_the_flag() {
 #[test]
 fn a_bad_broker_url_is_one_line() {
     let (_dir, db) = fresh_store();
-    let geodata = geodata_dir();
-    let err = one_line_error(&kerbside(&[
-        "serve",
-        "--database-url",
+    let err = serve_error(
         &db,
-        "--geodata",
-        geodata.to_str().unwrap(),
-        "--http",
+        geodata_dir().to_str().unwrap(),
         "127.0.0.1:0",
-        "--mqtt-url",
-        "amqp://x",
-    ]));
+        &["--mqtt-url", "amqp://x"],
+    );
     assert!(
         err.contains("--mqtt-url") && err.contains("amqp://x"),
         "{err}"
