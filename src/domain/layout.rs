@@ -3,15 +3,24 @@
 //! The wire form is a GeoJSON FeatureCollection (contract section 1). This
 //! module turns it into typed values, reporting **every** problem it finds
 //! with the feature it belongs to, and turns a layout back into the same
-//! GeoJSON: the geometry and properties of each feature are kept as they came,
-//! so import, export and import again gives the same features.
+//! GeoJSON: import, export and import again gives the same features.
+//!
+//! A city holds a million bays, so a parsed feature does not keep its
+//! `geojson::Feature` (about 1.5 KB of maps and vectors). It keeps its typed
+//! fields, which rebuild the usual feature exactly, and, as compact JSON
+//! text, only what they do not say ([`FeatureRest`]): extra properties, a
+//! property written differently from how the typed field prints it, a
+//! geometry with a third coordinate, bbox or foreign members.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use geo::{Coord, LineString, Polygon};
-use geojson::{Feature, FeatureCollection, GeometryValue, JsonObject, JsonValue, feature::Id};
-use serde::Serialize;
+use geojson::{
+    Bbox, Feature, FeatureCollection, Geometry, GeometryValue, JsonObject, JsonValue, Position,
+    feature::Id,
+};
+use serde::{Deserialize, Serialize};
 
 use super::ids::{BarrierId, BayId, IdError, RoadId, check_identifier};
 
@@ -142,8 +151,8 @@ pub struct Road {
     pub name_en: Option<String>,
     /// Centre line, (longitude, latitude) in degrees, WGS 84.
     pub centre_line: LineString<f64>,
-    /// The feature as it came, for export.
-    pub feature: Feature,
+    /// What the fields above do not say of the feature as it came.
+    pub rest: FeatureRest,
 }
 
 /// A parking bay in one layout revision.
@@ -159,8 +168,8 @@ pub struct Bay {
     pub side: Option<String>,
     /// Outline, (longitude, latitude) in degrees, WGS 84.
     pub polygon: Polygon<f64>,
-    /// The feature as it came, for export.
-    pub feature: Feature,
+    /// What the fields above do not say of the feature as it came.
+    pub rest: FeatureRest,
 }
 
 /// A barrier (planter, bollard, fence) in one layout revision.
@@ -171,8 +180,8 @@ pub struct Barrier {
     pub kind: BarrierKind,
     /// Outline, (longitude, latitude) in degrees, WGS 84.
     pub polygon: Polygon<f64>,
-    /// The feature as it came, for export.
-    pub feature: Feature,
+    /// What the fields above do not say of the feature as it came.
+    pub rest: FeatureRest,
 }
 
 /// One road's complete layout: the unit of import, export and revision.
@@ -187,9 +196,9 @@ impl Layout {
     /// The layout as a GeoJSON FeatureCollection: the road, then bays, then
     /// barriers, each feature exactly as it was imported.
     pub fn to_feature_collection(&self) -> FeatureCollection {
-        let features = std::iter::once(self.road.feature.clone())
-            .chain(self.bays.iter().map(|b| b.feature.clone()))
-            .chain(self.barriers.iter().map(|b| b.feature.clone()))
+        let features = std::iter::once(self.road.feature())
+            .chain(self.bays.iter().map(Bay::feature))
+            .chain(self.barriers.iter().map(Barrier::feature))
             .collect();
         FeatureCollection {
             bbox: None,
@@ -201,6 +210,195 @@ impl Layout {
     /// The road's id.
     pub fn road_id(&self) -> &RoadId {
         &self.road.road_id
+    }
+}
+
+/// What a feature's typed fields do not say, as compact JSON text; `None`
+/// (no allocation) for the usual feature, which the typed fields rebuild
+/// exactly.
+///
+/// Holds the feature's `bbox` and foreign members, its geometry when the
+/// typed outline would not give it back (a third coordinate, a bbox or
+/// foreign members of its own), and every property the typed fields would
+/// not write back identically: unknown properties, explicit nulls, and
+/// values written another way (`"20:00-00:00"` reads as 20:00 to 24:00).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureRest(Option<Box<str>>);
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct RestParts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bbox: Option<Bbox>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    geometry: Option<Geometry>,
+    #[serde(default, skip_serializing_if = "JsonObject::is_empty")]
+    properties: JsonObject,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    foreign_members: Option<JsonObject>,
+}
+
+impl FeatureRest {
+    /// What of `feature` is not `derived` (the properties the typed fields
+    /// write) and, unless `geometry_derived`, its geometry.
+    fn of(feature: &Feature, derived: &[(&str, JsonValue)], geometry_derived: bool) -> Self {
+        let properties: JsonObject = feature
+            .properties
+            .iter()
+            .flatten()
+            .filter(|(k, v)| !derived.iter().any(|(dk, dv)| dk == k && dv == *v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let parts = RestParts {
+            bbox: feature.bbox.clone(),
+            geometry: if geometry_derived {
+                None
+            } else {
+                feature.geometry.clone()
+            },
+            properties,
+            foreign_members: feature.foreign_members.clone(),
+        };
+        if parts.bbox.is_none()
+            && parts.geometry.is_none()
+            && parts.properties.is_empty()
+            && parts.foreign_members.is_none()
+        {
+            return FeatureRest(None);
+        }
+        // Serialising plain JSON values cannot fail.
+        FeatureRest(
+            serde_json::to_string(&parts)
+                .ok()
+                .map(String::into_boxed_str),
+        )
+    }
+
+    /// The JSON text kept, if any.
+    pub fn as_json(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+
+    /// The feature: `id`, the typed fields' properties and geometry, with
+    /// what was kept laid over them.
+    fn rebuild(&self, id: &str, derived: Vec<(&str, JsonValue)>, geometry: Geometry) -> Feature {
+        let parts: RestParts = self
+            .0
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let mut properties: JsonObject = derived
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        properties.extend(parts.properties);
+        Feature {
+            bbox: parts.bbox,
+            geometry: Some(parts.geometry.unwrap_or(geometry)),
+            id: Some(Id::String(id.to_owned())),
+            properties: Some(properties),
+            foreign_members: parts.foreign_members,
+        }
+    }
+}
+
+fn positions(line: &LineString<f64>) -> Vec<Position> {
+    line.coords().map(|c| Position::from([c.x, c.y])).collect()
+}
+
+fn polygon_geometry(p: &Polygon<f64>) -> Geometry {
+    let rings = std::iter::once(p.exterior())
+        .chain(p.interiors())
+        .map(positions)
+        .collect();
+    Geometry::new(GeometryValue::Polygon { coordinates: rings })
+}
+
+/// Whether `geometry` is what the typed outline or line gives back: only
+/// (longitude, latitude) pairs, no bbox, no foreign members.
+fn plain_geometry(geometry: Option<&Geometry>) -> bool {
+    let Some(g) = geometry else { return false };
+    let pairs = |ps: &[Position]| ps.iter().all(|p| p.len() == 2);
+    g.bbox.is_none()
+        && g.foreign_members.is_none()
+        && match &g.value {
+            GeometryValue::LineString { coordinates } => pairs(coordinates),
+            GeometryValue::Polygon { coordinates } => coordinates.iter().all(|r| pairs(r)),
+            _ => false,
+        }
+}
+
+fn opt_str(v: &Option<String>) -> Option<JsonValue> {
+    v.as_ref().map(|s| JsonValue::String(s.clone()))
+}
+
+impl Road {
+    fn derived(&self) -> Vec<(&'static str, JsonValue)> {
+        let mut d = vec![
+            ("feature_type", "road".into()),
+            ("road_id", self.road_id.as_str().into()),
+            ("name", self.name.as_str().into()),
+        ];
+        d.extend(opt_str(&self.name_en).map(|v| ("name_en", v)));
+        d
+    }
+
+    /// The feature as it was imported.
+    pub fn feature(&self) -> Feature {
+        let geometry = Geometry::new(GeometryValue::LineString {
+            coordinates: positions(&self.centre_line),
+        });
+        self.rest
+            .rebuild(self.road_id.as_str(), self.derived(), geometry)
+    }
+}
+
+impl Bay {
+    fn derived(&self) -> Vec<(&'static str, JsonValue)> {
+        let mut d = vec![
+            ("feature_type", "bay".into()),
+            ("bay_id", self.bay_id.as_str().into()),
+            ("road_id", self.road_id.as_str().into()),
+            ("kind", self.kind.as_str().into()),
+        ];
+        d.extend(
+            self.max_stay_minutes
+                .map(|m| ("max_stay_minutes", m.into())),
+        );
+        d.extend(
+            self.enforced_hours
+                .map(|h| ("enforced_hours", h.to_string().into())),
+        );
+        d.extend(opt_str(&self.side).map(|v| ("side", v)));
+        d
+    }
+
+    /// The feature as it was imported.
+    pub fn feature(&self) -> Feature {
+        self.rest.rebuild(
+            self.bay_id.as_str(),
+            self.derived(),
+            polygon_geometry(&self.polygon),
+        )
+    }
+}
+
+impl Barrier {
+    fn derived(&self) -> Vec<(&'static str, JsonValue)> {
+        vec![
+            ("feature_type", "barrier".into()),
+            ("barrier_id", self.barrier_id.as_str().into()),
+            ("road_id", self.road_id.as_str().into()),
+            ("kind", self.kind.as_str().into()),
+        ]
+    }
+
+    /// The feature as it was imported.
+    pub fn feature(&self) -> Feature {
+        self.rest.rebuild(
+            self.barrier_id.as_str(),
+            self.derived(),
+            polygon_geometry(&self.polygon),
+        )
     }
 }
 
@@ -392,12 +590,12 @@ struct FeatureCx<'a> {
     feature: &'a Feature,
     id: Option<String>,
     problems: &'a mut Vec<LayoutProblem>,
-    props: JsonObject,
+    props: Option<&'a JsonObject>,
 }
 
 impl<'a> FeatureCx<'a> {
     fn new(feature: &'a Feature, index: usize, problems: &'a mut Vec<LayoutProblem>) -> Self {
-        let props = feature.properties.clone().unwrap_or_default();
+        let props = feature.properties.as_ref();
         let mut cx = FeatureCx {
             feature,
             id: None,
@@ -469,13 +667,15 @@ impl<'a> FeatureCx<'a> {
             );
             return None;
         }
-        Some(Road {
+        let mut road = Road {
             road_id,
             name: name?,
             name_en: name_en?,
             centre_line: line?,
-            feature: self.feature.clone(),
-        })
+            rest: FeatureRest::default(),
+        };
+        road.rest = self.rest(&road.derived());
+        Some(road)
     }
 
     fn parse_bay(&mut self) -> Option<Bay> {
@@ -490,7 +690,7 @@ impl<'a> FeatureCx<'a> {
         let hours = self.enforced_hours();
         let side = self.optional_str("side");
         let polygon = self.polygon(false);
-        Some(Bay {
+        let mut bay = Bay {
             bay_id: bay_id?,
             road_id: road_id?,
             kind: kind?,
@@ -498,8 +698,10 @@ impl<'a> FeatureCx<'a> {
             enforced_hours: hours?,
             side: side?,
             polygon: polygon?,
-            feature: self.feature.clone(),
-        })
+            rest: FeatureRest::default(),
+        };
+        bay.rest = self.rest(&bay.derived());
+        Some(bay)
     }
 
     fn parse_barrier(&mut self) -> Option<Barrier> {
@@ -507,17 +709,32 @@ impl<'a> FeatureCx<'a> {
         let road_id = self.id_property("road_id", RoadId::parse);
         let kind = self.kind("kind", BarrierKind::parse, "planter, bollard, fence");
         let polygon = self.polygon(true);
-        Some(Barrier {
+        let mut barrier = Barrier {
             barrier_id: barrier_id?,
             road_id: road_id?,
             kind: kind?,
             polygon: polygon?,
-            feature: self.feature.clone(),
-        })
+            rest: FeatureRest::default(),
+        };
+        barrier.rest = self.rest(&barrier.derived());
+        Some(barrier)
+    }
+
+    /// What of this feature the typed fields (writing `derived`) do not say.
+    fn rest(&self, derived: &[(&str, JsonValue)]) -> FeatureRest {
+        FeatureRest::of(
+            self.feature,
+            derived,
+            plain_geometry(self.feature.geometry.as_ref()),
+        )
+    }
+
+    fn prop(&self, key: &str) -> Option<&'a JsonValue> {
+        self.props.and_then(|p| p.get(key))
     }
 
     fn required_str(&mut self, key: &str) -> Option<String> {
-        match self.props.get(key) {
+        match self.prop(key) {
             Some(JsonValue::String(s)) => Some(s.clone()),
             None | Some(JsonValue::Null) => {
                 self.problem(
@@ -538,7 +755,7 @@ impl<'a> FeatureCx<'a> {
 
     /// `Some(None)` when absent or null, `None` when present and invalid.
     fn optional_str(&mut self, key: &str) -> Option<Option<String>> {
-        match self.props.get(key) {
+        match self.prop(key) {
             None | Some(JsonValue::Null) => Some(None),
             Some(JsonValue::String(s)) => Some(Some(s.clone())),
             Some(other) => {
@@ -592,7 +809,7 @@ impl<'a> FeatureCx<'a> {
     }
 
     fn max_stay(&mut self) -> Option<Option<u32>> {
-        match self.props.get("max_stay_minutes") {
+        match self.prop("max_stay_minutes") {
             None | Some(JsonValue::Null) => Some(None),
             Some(JsonValue::Number(n)) => match n.as_u64() {
                 Some(m) if (1..=10_080).contains(&m) => Some(Some(m as u32)),
@@ -888,5 +1105,55 @@ mod tests {
         );
         let layout = parse_layouts(&input).unwrap().remove(0);
         assert_eq!(layout.to_feature_collection().features, input.features);
+    }
+
+    #[test]
+    fn a_usual_bay_keeps_nothing_beside_its_typed_fields() {
+        let input = fc(
+            json!({"type": "FeatureCollection", "features": [road(), bay("b1", json!({"side": "north"}))]}),
+        );
+        let layout = parse_layouts(&input).unwrap().remove(0);
+        assert_eq!(layout.road.rest.as_json(), None);
+        assert_eq!(layout.bays[0].rest.as_json(), None);
+        assert_eq!(layout.to_feature_collection().features, input.features);
+    }
+
+    #[test]
+    fn export_gives_back_what_the_typed_fields_do_not_say() {
+        let mut third = bay("b5", json!({}));
+        third["geometry"]["coordinates"][0][1] = json!([120.78006, 30.76006, 4.5]);
+        let mut boxed = bay("b6", json!({}));
+        boxed["bbox"] = json!([120.78, 30.76, 120.79, 30.77]);
+        boxed["geometry"]["bbox"] = json!([120.78, 30.76, 120.79, 30.77]);
+        boxed["survey"] = json!({"by": "Zhou Min"});
+        let mut road = road();
+        road["properties"]["name_en"] = json!(null);
+        road["properties"]["lanes"] = json!(2);
+        let barrier = json!({"type": "Feature", "id": "p1", "properties": {"feature_type": "barrier",
+            "barrier_id": "p1", "road_id": "r1", "kind": "planter", "colour": "green"},
+            "geometry": {"type": "Polygon", "coordinates": [[[120.7802, 30.76006], [120.78022, 30.76006],
+            [120.78022, 30.76008], [120.7802, 30.76008], [120.7802, 30.76006]]]}});
+        let input = fc(json!({"type": "FeatureCollection", "features": [
+            road,
+            bay("b1", json!({"side": null, "max_stay_minutes": null, "enforced_hours": null})),
+            bay("b2", json!({"enforced_hours": "20:00-00:00"})),
+            bay("b3", json!({"colour": "white", "sensor": {"id": 7, "depth_m": 0.05}})),
+            bay("b4", json!({"max_stay_minutes": 10080})),
+            third,
+            boxed,
+            barrier,
+        ]}));
+        let layout = parse_layouts(&input).unwrap().remove(0);
+        assert_eq!(
+            layout.bays[1].enforced_hours.unwrap().to_string(),
+            "20:00-24:00"
+        );
+        assert_eq!(layout.bays[3].rest.as_json(), None);
+        let out = layout.to_feature_collection();
+        assert_eq!(out.features, input.features);
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            serde_json::to_value(&input).unwrap()
+        );
     }
 }

@@ -153,13 +153,13 @@ impl Diff {
     }
 }
 
-fn features(l: &Layout) -> std::collections::BTreeMap<String, &geojson::Feature> {
-    std::iter::once((l.road.road_id.to_string(), &l.road.feature))
-        .chain(l.bays.iter().map(|b| (b.bay_id.to_string(), &b.feature)))
+fn features(l: &Layout) -> std::collections::BTreeMap<String, geojson::Feature> {
+    std::iter::once((l.road.road_id.to_string(), l.road.feature()))
+        .chain(l.bays.iter().map(|b| (b.bay_id.to_string(), b.feature())))
         .chain(
             l.barriers
                 .iter()
-                .map(|b| (b.barrier_id.to_string(), &b.feature)),
+                .map(|b| (b.barrier_id.to_string(), b.feature())),
         )
         .collect()
 }

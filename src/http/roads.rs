@@ -235,8 +235,7 @@ pub async fn get_occupancy(
 }
 
 /// Adds `status` and `since` to a bay feature's properties.
-pub(super) fn with_status(feature: &Feature, report: Report) -> Feature {
-    let mut f = feature.clone();
+pub(super) fn with_status(mut f: Feature, report: Report) -> Feature {
     let props = f.properties.get_or_insert_with(JsonObject::new);
     props.insert("status".into(), report.status.as_str().into());
     props.insert(
@@ -265,7 +264,7 @@ pub async fn get_bays(
         .bays
         .iter()
         .zip(reports)
-        .map(|(bay, report)| with_status(&bay.feature, report))
+        .map(|(bay, report)| with_status(bay.feature(), report))
         .collect();
     let mut extra = JsonObject::new();
     extra.insert("revision".into(), view.info.revision.into());

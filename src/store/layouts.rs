@@ -197,7 +197,7 @@ impl Store {
                 None,
                 None,
                 None,
-                &layout.road.feature,
+                layout.road.feature(),
                 layout.road.centre_line.bounding_rect(),
             );
             let bays = layout.bays.iter().map(|b| {
@@ -207,7 +207,7 @@ impl Store {
                     Some(b.kind.as_str()),
                     b.max_stay_minutes.map(i64::from),
                     b.enforced_hours.map(|h| h.to_string()),
-                    &b.feature,
+                    b.feature(),
                     b.polygon.bounding_rect(),
                 )
             });
@@ -218,7 +218,7 @@ impl Store {
                     Some(b.kind.as_str()),
                     None,
                     None,
-                    &b.feature,
+                    b.feature(),
                     b.polygon.bounding_rect(),
                 )
             });
@@ -238,7 +238,7 @@ impl Store {
                         kind,
                         max_stay_minutes: max_stay,
                         enforced_hours: hours,
-                        feature: feature_json(feature)?,
+                        feature: feature_json(&feature)?,
                         min_lon: min.0,
                         min_lat: min.1,
                         max_lon: max.0,
