@@ -6,7 +6,7 @@
 //! never half of each.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -16,7 +16,7 @@ use crate::domain::events::{EventType, Position};
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::{Bay, BayKind};
 use crate::domain::occupancy::{BayState, Counts, Report};
-use crate::spatial::index::SpatialIndex;
+use crate::spatial::index::{BayRef, SpatialIndex};
 use crate::store::{RevisionInfo, StoredLayout};
 
 /// A position within this many metres of a bay (and in none) is in it.
@@ -35,33 +35,19 @@ pub enum Placement {
     Nowhere,
 }
 
-/// One road's current layout, with a bay lookup.
+/// One road's current layout.
 #[derive(Debug)]
 pub struct RoadView {
     pub info: RevisionInfo,
     pub layout: crate::domain::layout::Layout,
-    bay_index: HashMap<BayId, usize>,
 }
 
 impl RoadView {
     fn new(stored: StoredLayout) -> Self {
-        let bay_index = stored
-            .layout
-            .bays
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.bay_id.clone(), i))
-            .collect();
         RoadView {
             info: stored.info,
             layout: stored.layout,
-            bay_index,
         }
-    }
-
-    /// The bay with this id on this road's current layout.
-    pub fn bay(&self, id: &BayId) -> Option<&Bay> {
-        self.bay_index.get(id).map(|&i| &self.layout.bays[i])
     }
 }
 
@@ -69,7 +55,8 @@ impl RoadView {
 #[derive(Debug, Default)]
 pub struct StreetMap {
     pub roads: BTreeMap<RoadId, Arc<RoadView>>,
-    bay_roads: HashMap<BayId, RoadId>,
+    /// Where each bay is: road number (in `ordered`) and bay number.
+    bays: HashMap<BayId, BayRef>,
     /// The roads in index order (the spatial index refers to them by number).
     ordered: Vec<Arc<RoadView>>,
     index: SpatialIndex,
@@ -77,16 +64,17 @@ pub struct StreetMap {
 
 impl StreetMap {
     fn build(roads: BTreeMap<RoadId, Arc<RoadView>>) -> Self {
-        let bay_roads = roads
-            .iter()
-            .flat_map(|(rid, view)| {
-                view.layout
-                    .bays
-                    .iter()
-                    .map(|b| (b.bay_id.clone(), rid.clone()))
-            })
-            .collect();
         let ordered: Vec<Arc<RoadView>> = roads.values().cloned().collect();
+        let mut bays = HashMap::with_capacity(ordered.iter().map(|v| v.layout.bays.len()).sum());
+        for (r, view) in ordered.iter().enumerate() {
+            for (b, bay) in view.layout.bays.iter().enumerate() {
+                let at = BayRef {
+                    road: r as u32,
+                    bay: b as u32,
+                };
+                bays.insert(bay.bay_id.clone(), at);
+            }
+        }
         let index = SpatialIndex::build(ordered.iter().map(|v| {
             (
                 &v.layout.road.centre_line,
@@ -95,10 +83,46 @@ impl StreetMap {
         }));
         StreetMap {
             roads,
-            bay_roads,
+            bays,
             ordered,
             index,
         }
+    }
+
+    fn at(&self, b: BayRef) -> (&Arc<RoadView>, &Bay) {
+        let road = &self.ordered[b.road as usize];
+        (road, &road.layout.bays[b.bay as usize])
+    }
+
+    /// Up to `limit` bays within `radius_m` metres of `p` (WGS 84) that
+    /// `accept` takes, nearest first, with their road and distance in metres
+    /// (0 inside the bay). Only the neighbourhood that holds the answer is
+    /// searched, not the whole radius.
+    pub fn nearest_bays(
+        &self,
+        p: Position,
+        radius_m: f64,
+        limit: usize,
+        mut accept: impl FnMut(&RoadView, &Bay) -> bool,
+    ) -> Vec<(&Arc<RoadView>, &Bay, f64)> {
+        let point = Point::new(p.lon, p.lat);
+        self.index
+            .nearest_bays(
+                point,
+                radius_m,
+                limit,
+                |b| &self.at(b).1.polygon,
+                |b| {
+                    let (road, bay) = self.at(b);
+                    accept(road, bay)
+                },
+            )
+            .into_iter()
+            .map(|(b, d)| {
+                let (road, bay) = self.at(b);
+                (road, bay, d)
+            })
+            .collect()
     }
 
     /// Bays within `radius_m` metres of `p` (WGS 84), nearest first, with
@@ -156,8 +180,7 @@ impl StreetMap {
 
     /// A bay of any current layout, with its road.
     pub fn bay(&self, id: &BayId) -> Option<(&Arc<RoadView>, &Bay)> {
-        let road = self.roads.get(self.bay_roads.get(id)?)?;
-        Some((road, road.bay(id)?))
+        self.bays.get(id).map(|&b| self.at(b))
     }
 }
 
@@ -264,6 +287,16 @@ impl Street {
             .collect()
     }
 
+    /// Reports at `now` under one read of the states, for as long as the
+    /// answer is held: for a search that asks about each bay it passes.
+    pub fn reports_at(&self, now: DateTime<Utc>) -> ReportsAt<'_> {
+        ReportsAt {
+            states: self.states.read().unwrap_or_else(|e| e.into_inner()),
+            now,
+            staleness: self.staleness,
+        }
+    }
+
     /// Reports for every bay of `road`, in layout order.
     pub fn reports(&self, road: &RoadView, now: DateTime<Utc>) -> Vec<Report> {
         let states = self.states.read().unwrap_or_else(|e| e.into_inner());
@@ -282,5 +315,19 @@ impl Street {
             out.by_kind.entry(bay.kind).or_default().add(report.status);
         }
         out
+    }
+}
+
+/// Bay reports at one instant, under one read of the states.
+pub struct ReportsAt<'a> {
+    states: RwLockReadGuard<'a, HashMap<BayId, BayState>>,
+    now: DateTime<Utc>,
+    staleness: Duration,
+}
+
+impl ReportsAt<'_> {
+    /// What bay `id` reports.
+    pub fn of(&self, id: &BayId) -> Report {
+        BayState::report(self.states.get(id), self.now, self.staleness)
     }
 }

@@ -171,22 +171,16 @@ pub async fn free_spaces(
         (lon, lat)
     };
 
-    let now = state.clock.now();
     let map = state.street.map();
-    let near: Vec<_> = map
-        .bays_near(Position { lon, lat }, radius)
-        .into_iter()
-        .filter(|(_, b, _)| kind.is_none_or(|k| b.kind == k))
-        .collect();
-    let reports = state
-        .street
-        .reports_of(near.iter().map(|(_, b, _)| &b.bay_id), now);
+    let near = {
+        let reports = state.street.reports_at(state.clock.now());
+        map.nearest_bays(Position { lon, lat }, radius, limit, |_, b| {
+            kind.is_none_or(|k| b.kind == k) && reports.of(&b.bay_id).status == BayStatus::Free
+        })
+    };
     let features = near
         .into_iter()
-        .zip(reports)
-        .filter(|(_, r)| r.status == BayStatus::Free)
-        .take(limit)
-        .map(|((road, bay, d), _)| {
+        .map(|(road, bay, d)| {
             let mut props = JsonObject::new();
             props.insert("bay_id".into(), bay.bay_id.as_str().into());
             props.insert("road_id".into(), road.info.road_id.as_str().into());

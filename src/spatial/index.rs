@@ -2,7 +2,7 @@
 //! and which road it is beside. Built once per layout snapshot, never
 //! edited in place.
 
-use geo::{Distance, Euclidean, LineString, Point, Polygon};
+use geo::{Coord, Distance, Euclidean, LineString, Point, Polygon};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
@@ -37,6 +37,41 @@ fn envelope_of(coords: impl Iterator<Item = geo::Coord<f64>>) -> Option<Rectangl
     }
     Some(Rectangle::from_corners(min, max))
 }
+
+/// Distance in metres from the frame's origin to `poly` (0 inside or on it),
+/// computed on the fly without building the polygon in metres.
+fn origin_to_polygon_m(frame: &LocalFrame, poly: &Polygon<f64>) -> f64 {
+    let mut inside = false;
+    let mut best = f64::INFINITY;
+    for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
+        let mut pts = ring.0.iter().map(|&c| frame.to_metres(c));
+        let Some(mut a) = pts.next() else { continue };
+        for b in pts {
+            // Even-odd crossing of the ray from the origin towards +x.
+            if (a.y > 0.0) != (b.y > 0.0) && a.x + (b.x - a.x) * (-a.y) / (b.y - a.y) > 0.0 {
+                inside = !inside;
+            }
+            best = best.min(origin_to_segment_m(a, b));
+            a = b;
+        }
+    }
+    if inside { 0.0 } else { best }
+}
+
+fn origin_to_segment_m(a: Coord<f64>, b: Coord<f64>) -> f64 {
+    let (dx, dy) = (b.x - a.x, b.y - a.y);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 {
+        ((-a.x * dx - a.y * dy) / len2).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    (a.x + t * dx).hypot(a.y + t * dy)
+}
+
+/// The radius the nearest-first search starts from, metres; it doubles
+/// until enough accepted bays lie within it.
+const FIRST_RING_M: f64 = 40.0;
 
 /// A degree-box around `p` that holds every point within `metres` of it.
 fn search_box(p: Point<f64>, metres: f64) -> AABB<[f64; 2]> {
@@ -86,18 +121,50 @@ impl SpatialIndex {
         outline: impl Fn(BayRef) -> &'a Polygon<f64>,
     ) -> Vec<(BayRef, f64)> {
         let frame = LocalFrame::at(p.x(), p.y());
-        let origin = Point::new(0.0, 0.0);
         let mut hits: Vec<(BayRef, f64)> = self
             .bays
             .locate_in_envelope_intersecting(&search_box(p, metres))
-            .map(|e| {
-                let poly = frame.polygon_to_metres(outline(e.data));
-                (e.data, Euclidean.distance(&origin, &poly))
-            })
+            .map(|e| (e.data, origin_to_polygon_m(&frame, outline(e.data))))
             .filter(|(_, d)| *d <= metres)
             .collect();
         hits.sort_by(|a, b| a.1.total_cmp(&b.1));
         hits
+    }
+
+    /// Up to `limit` bays within `metres` of `p` that `accept` takes,
+    /// nearest first, with their distance in metres: the same answer as
+    /// [`Self::bays_near`] filtered and cut to `limit`.
+    ///
+    /// The search looks within a small radius first and doubles it until
+    /// `limit` accepted bays lie within it (every bay within a radius is
+    /// found, so none nearer can be missed), so its cost follows the bays
+    /// near `p`, not the size of `metres`.
+    pub fn nearest_bays<'a>(
+        &self,
+        p: Point<f64>,
+        metres: f64,
+        limit: usize,
+        outline: impl Fn(BayRef) -> &'a Polygon<f64>,
+        mut accept: impl FnMut(BayRef) -> bool,
+    ) -> Vec<(BayRef, f64)> {
+        let frame = LocalFrame::at(p.x(), p.y());
+        let mut r = metres.min(FIRST_RING_M);
+        loop {
+            let mut hits: Vec<(BayRef, f64)> = self
+                .bays
+                .locate_in_envelope_intersecting(&search_box(p, r))
+                .filter_map(|e| {
+                    let d = origin_to_polygon_m(&frame, outline(e.data));
+                    (d <= r && accept(e.data)).then_some((e.data, d))
+                })
+                .collect();
+            if hits.len() >= limit || r >= metres {
+                hits.sort_by(|a, b| a.1.total_cmp(&b.1));
+                hits.truncate(limit);
+                return hits;
+            }
+            r = (r * 2.0).min(metres);
+        }
     }
 
     /// The nearest road within `metres` of `p`, with its distance in metres.
@@ -124,5 +191,68 @@ impl SpatialIndex {
             })
             .filter(|(_, d)| *d <= metres)
             .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+
+    /// A grid of 2 x 5 m bays, 1 m apart, around (120.78, 30.76).
+    fn grid() -> Vec<Polygon<f64>> {
+        let f = LocalFrame::at(120.78, 30.76);
+        let mut out = Vec::new();
+        for i in -20..20 {
+            for j in -20..20 {
+                let (x, y) = (f64::from(i) * 3.0, f64::from(j) * 6.0);
+                let c = |dx: f64, dy: f64| {
+                    f.to_degrees(Coord {
+                        x: x + dx,
+                        y: y + dy,
+                    })
+                };
+                let (a, b, cc, d) = (c(0.0, 0.0), c(2.0, 0.0), c(2.0, 5.0), c(0.0, 5.0));
+                out.push(polygon![a, b, cc, d, a]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn distances_match_geo() {
+        let bays = grid();
+        let f = LocalFrame::at(120.78012, 30.76007);
+        for poly in &bays {
+            let want = Euclidean.distance(&Point::new(0.0, 0.0), &f.polygon_to_metres(poly));
+            let got = origin_to_polygon_m(&f, poly);
+            assert!((want - got).abs() < 1e-9, "{want} {got}");
+        }
+        let inside = &bays[20 * 40 + 20];
+        let c = inside.exterior().0[0];
+        let f = LocalFrame::at(c.x + 1e-6, c.y + 1e-6);
+        assert_eq!(origin_to_polygon_m(&f, inside), 0.0);
+    }
+
+    #[test]
+    fn nearest_first_is_the_whole_radius_filtered_and_cut() {
+        let bays = grid();
+        let lines: Vec<(LineString<f64>, Vec<&Polygon<f64>>)> = vec![(
+            LineString::from(vec![(120.78, 30.76), (120.781, 30.76)]),
+            bays.iter().collect(),
+        )];
+        let index = SpatialIndex::build(lines.iter().map(|(l, p)| (l, p.clone())));
+        let outline = |b: BayRef| &bays[b.bay as usize];
+        let p = Point::new(120.7801, 30.7601);
+        for (radius, limit) in [(500.0, 20), (30.0, 100), (2.0, 5), (500.0, 1000)] {
+            let every = index.bays_near(p, radius, outline);
+            let accept = |b: BayRef| b.bay % 3 != 0;
+            let want: Vec<_> = every
+                .into_iter()
+                .filter(|(b, _)| accept(*b))
+                .take(limit)
+                .collect();
+            assert_eq!(index.nearest_bays(p, radius, limit, outline, accept), want);
+        }
     }
 }
