@@ -124,6 +124,7 @@ impl Application {
             enforcement: Enforcement {
                 tz: settings.timezone,
                 grace: Duration::minutes(i64::from(settings.overstay_grace_minutes)),
+                staleness: Duration::minutes(i64::from(settings.staleness_minutes)),
             },
         };
         let link = mqtt::spawn(

@@ -62,6 +62,8 @@ pub struct Metrics {
     /// Seconds from a message's arrival to its batch's commit.
     pub commit_latency: Histogram,
     pub store_retries: AtomicU64,
+    /// Completed sweeps (overstays by time, staleness published).
+    pub sweeps: AtomicU64,
 }
 
 const SIZE_BOUNDS: &[f64] = &[
@@ -81,6 +83,7 @@ impl Default for Metrics {
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
+            sweeps: AtomicU64::new(0),
         }
     }
 }
@@ -151,6 +154,12 @@ impl Metrics {
             "kerbside_ingest_store_retries_total",
             "Batch commits retried after a store failure.",
             self.store_retries.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kerbside_sweeps_total",
+            "Sweeps completed (overstays that time alone decides, stale bays).",
+            self.sweeps.load(Ordering::Relaxed),
         );
         self.batch_size.render(
             &mut out,

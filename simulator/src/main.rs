@@ -4,7 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
+use kerbside_sim::check::{CheckOptions, check};
+use kerbside_sim::load::{LoadOptions, run as load};
+use kerbside_sim::map::StreetPlan;
+use kerbside_sim::plan::{Faults, Params};
 
 /// Simulates a street's sensors, wardens and drivers against kerbside.
 #[derive(Debug, Parser)]
@@ -18,6 +23,11 @@ struct Cli {
 enum Command {
     /// Simulate the last `--hours` up to now, publishing events and writing the truth.
     Run(RunArgs),
+    /// Compare the service's reports with a run's truth; the last line
+    /// printed is one JSON object. Exits 1 unless the agreement is full.
+    Check(CheckArgs),
+    /// Publish sensor events at a fixed rate, for benchmarks.
+    Load(LoadArgs),
 }
 
 /// A share between 0 and 1.
@@ -64,20 +74,146 @@ struct RunArgs {
     /// Share of sensors that go silent.
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     stale_sensors: f64,
-    /// Share of messages replaced by malformed payloads.
+    /// Extra malformed payloads, as a share of the messages sent.
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     malformed: f64,
+    /// Share of drivers in a time-limited bay who mean to overstay.
+    #[arg(long, default_value_t = 0.08, value_parser = share)]
+    overstayers: f64,
+    /// Local time zone of the street (arrival profile, enforced hours).
+    #[arg(long, default_value = "Asia/Shanghai")]
+    timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// The truth file a run wrote.
+    #[arg(long)]
+    truth: PathBuf,
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// A warden's or admin's token (sessions and violations need one).
+    #[arg(long, env = "KERBSIDE_TOKEN")]
+    token: String,
+    /// How far a reported start or end may lie from the truth, seconds.
+    #[arg(long, default_value_t = 60)]
+    tolerance_seconds: i64,
+    /// How long to wait for the service to take every event, seconds.
+    #[arg(long, default_value_t = 120)]
+    wait_seconds: u64,
+}
+
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// The broker, `mqtt://HOST:PORT`.
+    #[arg(long)]
+    mqtt_url: String,
+    /// Directory of the GeoJSON layouts whose bays the devices sit on.
+    #[arg(long, default_value = "geodata")]
+    geodata: PathBuf,
+    /// Events per second; 0 sends as fast as the broker takes them.
+    #[arg(long, default_value_t = 1000.0)]
+    rate: f64,
+    /// Sensors to spread the events over.
+    #[arg(long, default_value_t = 136)]
+    devices: usize,
+    /// Seconds to send for.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => {
-            eprintln!(
-                "kerbside-sim: the street simulation is not built yet (asked for {} hours at speed {} against {})",
-                args.hours, args.speed, args.mqtt_url
-            );
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => check_cmd(args),
+        Command::Load(args) => load_cmd(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kerbside-sim: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let street = StreetPlan::load(&args.geodata)?;
+    let mut params = Params::new(Utc::now(), args.hours, args.seed);
+    params.tz = args.timezone;
+    params.overstayers = args.overstayers;
+    params.faults = Faults {
+        duplicates: args.duplicates,
+        reorder: args.reorder,
+        offline_batches: args.offline_batches,
+        stale_sensors: args.stale_sensors,
+        malformed: args.malformed,
+    };
+    let bays = street.bays().count();
+    eprintln!(
+        "kerbside-sim: {bays} bays, {} hours up to now at {}x, seed {}",
+        args.hours, args.speed, args.seed
+    );
+    let tz = params.tz;
+    let plan = kerbside_sim::run(
+        &street,
+        &params,
+        &args.mqtt_url,
+        args.speed,
+        &args.truth,
+        |at, sent| {
+            eprintln!(
+                "kerbside-sim: street time {}, {sent} messages sent",
+                at.with_timezone(&tz).format("%a %H:%M")
+            );
+        },
+    )?;
+    eprintln!(
+        "kerbside-sim: sent {} messages ({} events); truth in {}",
+        plan.messages.len(),
+        plan.events(),
+        args.truth.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_cmd(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let truth = kerbside_sim::truth::read(&args.truth)?;
+    let report = check(
+        &truth,
+        &CheckOptions {
+            api: args.api,
+            token: args.token,
+            tolerance: chrono::Duration::seconds(args.tolerance_seconds),
+            wait: std::time::Duration::from_secs(args.wait_seconds),
+        },
+    )?;
+    print!("{}", report.summary());
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(if report.full_agreement() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn load_cmd(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let street = StreetPlan::load(&args.geodata)?;
+    let report = load(
+        &street,
+        &LoadOptions {
+            mqtt_url: args.mqtt_url,
+            rate: args.rate,
+            devices: args.devices,
+            duration: args.duration,
+        },
+    )?;
+    eprintln!(
+        "kerbside-sim: {} events in {:.1} s: {:.0} events/s",
+        report.sent, report.seconds, report.rate
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
 }

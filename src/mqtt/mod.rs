@@ -271,6 +271,7 @@ async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publishe
         publisher
             .publish_changes(&ingestor, all.iter().map(|(b, r)| (b, r)))
             .await;
+        ingestor.metrics.sweeps.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -30,6 +30,9 @@ pub struct Enforcement {
     pub tz: Tz,
     /// Extra enforced time allowed past a bay's limit before it is an overstay.
     pub grace: Duration,
+    /// How long a bay that nothing is heard from is still taken to hold
+    /// what it last reported (the staleness window).
+    pub staleness: Duration,
 }
 
 /// A bay's limit and when it applies.
@@ -206,8 +209,11 @@ pub(super) fn file_event_violation(
 }
 
 /// When the vehicle of a session was last known to be in the bay: the
-/// sensor's end (or `now` while it still sees one), or for a warden's
-/// chalk session the last sighting of the same plate.
+/// sensor's end; while a sensor still sees it, `now` if the bay has been
+/// heard from within the staleness window, else when it last was (a
+/// silent sensor proves nothing); for a warden's chalk session, the last
+/// sighting of the same plate.
+#[allow(clippy::too_many_arguments)]
 fn last_known(
     conn: &mut SqliteConnection,
     bay: &BayId,
@@ -215,10 +221,22 @@ fn last_known(
     end: Option<i64>,
     source: &str,
     plate: Option<&str>,
+    staleness: Duration,
     now: DateTime<Utc>,
 ) -> Result<i64, StoreError> {
     if source != "observed" {
-        return Ok(end.unwrap_or(to_ms(now)));
+        if let Some(end) = end {
+            return Ok(end);
+        }
+        let heard: Option<i64> = events::table
+            .filter(events::bay_id.eq(bay.as_str()))
+            .select(diesel::dsl::max(events::observed_at_ms))
+            .first(conn)?;
+        let now = to_ms(now);
+        return Ok(match heard {
+            Some(h) if now - h > staleness.num_milliseconds() => h.max(start),
+            _ => now,
+        });
     }
     let last: Option<i64> = events::table
         .filter(events::bay_id.eq(bay.as_str()))
@@ -294,7 +312,16 @@ pub(super) fn evaluate_bay(
         .load(conn)?;
     let mut wanted = HashSet::new();
     for (start, end, source, plate) in sessions {
-        let until = last_known(conn, bay, start, end, &source, plate.as_deref(), now)?;
+        let until = last_known(
+            conn,
+            bay,
+            start,
+            end,
+            &source,
+            plate.as_deref(),
+            enf.staleness,
+            now,
+        )?;
         let Some(o) = judge(
             from_ms(start)?,
             from_ms(until)?,

@@ -15,4 +15,5 @@ mod mosquitto;
 mod planning;
 mod public;
 mod roads;
+mod simulator;
 mod violations;

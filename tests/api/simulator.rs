@@ -1,0 +1,97 @@
+//! The street in a box against the real service: hours of Qingfeng Road,
+//! compressed, over the embedded broker, checked against the truth.
+
+use chrono::{DateTime, TimeZone, Utc};
+use kerbside::domain::auth::Role;
+use kerbside_sim::check::{CheckOptions, Report, check};
+use kerbside_sim::map::StreetPlan;
+use kerbside_sim::plan::{Faults, Params};
+use kerbside_sim::truth;
+
+use crate::helpers::{TestApp, geodata_dir, spawn_app};
+
+/// Saturday 20:00 in Jiaxing: the window is a busy weekend afternoon and
+/// evening, inside the enforced hours.
+fn saturday_evening() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).unwrap()
+}
+
+/// Runs `hours` of the street ending at the service's "now" against `app`,
+/// publishing `speed` times faster than real time, and checks it.
+fn simulate_and_check(app: &TestApp, seed: u64, faults: Faults) -> Report {
+    let end = saturday_evening();
+    app.clock.set(end);
+    app.wait_for_broker();
+    let street = StreetPlan::load(&geodata_dir()).expect("the shipped geodata");
+    let mut params = Params::new(end, 6.0, seed);
+    params.faults = faults;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let truth_file = dir.path().join("truth.jsonl");
+    let url = format!("mqtt://{}:{}", app.broker.0, app.broker.1);
+    kerbside_sim::run(&street, &params, &url, 3_600.0, &truth_file, |_, _| {})
+        .expect("the simulation runs");
+    let truth = truth::read(&truth_file).expect("the truth reads back");
+    let report = check(
+        &truth,
+        &CheckOptions {
+            api: app.base.clone(),
+            token: app.token(Role::Warden),
+            tolerance: chrono::Duration::seconds(1),
+            wait: std::time::Duration::from_secs(120),
+        },
+    )
+    .expect("the check runs");
+    println!("{}", report.summary());
+    report
+}
+
+#[test]
+fn six_hours_with_duplicates_and_reordering_are_reported_exactly() {
+    let app = spawn_app();
+    let report = simulate_and_check(
+        &app,
+        42,
+        Faults {
+            duplicates: 0.05,
+            reorder: 0.05,
+            ..Faults::default()
+        },
+    );
+    assert_eq!(report.bays_compared, 136);
+    assert_eq!(report.end_state_agreement, Some(1.0));
+    assert!(report.truth_sessions > 300, "{}", report.truth_sessions);
+    assert!(report.session_recall.unwrap() >= 0.99, "{report:?}");
+    assert!(report.truth_overstays >= 10, "{}", report.truth_overstays);
+    assert_eq!(report.overstay_recall, Some(1.0), "{report:?}");
+    assert_eq!(report.overstay_precision, Some(1.0), "{report:?}");
+    assert_eq!(report.outside_bay_recall, Some(1.0), "{report:?}");
+    assert!(report.full_agreement());
+    // The copies arrived, and changed nothing.
+    assert!(app.metric("kerbside_events_duplicate_total") > 100.0);
+}
+
+#[test]
+fn a_hard_day_loses_nothing_and_invents_nothing() {
+    let app = spawn_app();
+    let report = simulate_and_check(
+        &app,
+        7,
+        Faults {
+            duplicates: 0.05,
+            reorder: 0.05,
+            offline_batches: 0.2,
+            stale_sensors: 0.05,
+            malformed: 0.01,
+        },
+    );
+    // Every bay whose sensor lives is right; a silent one is not claimed.
+    assert_eq!(report.end_state_agreement, Some(1.0), "{report:?}");
+    assert!(report.silent_bays > 0);
+    assert!(report.session_recall.unwrap() >= 0.99, "{report:?}");
+    assert_eq!(report.session_precision, Some(1.0), "{report:?}");
+    // Offline batches arrive late and still count; no overstay is made up
+    // from a sensor that went quiet.
+    assert_eq!(report.overstay_precision, Some(1.0), "{report:?}");
+    assert_eq!(report.outside_bay_recall, Some(1.0), "{report:?}");
+    assert!(app.metric("kerbside_events_rejected_total") > 10.0);
+}
