@@ -39,7 +39,13 @@ fn a_car_left_from_nine_is_an_open_overstay_at_eleven_and_is_ticketed_once() {
     wait_until("the arrival", || app.bay_status("QF-S-014") == "occupied");
     assert!(queue(&app, &warden, "").is_empty());
 
-    // No further event: the sweep files the overstay as time passes.
+    // The sensor stays alive (a heartbeat) and nothing else happens: the
+    // sweep files the overstay as time passes.
+    app.clock.set(local(10, 50));
+    s.send_events("sensor-s014", &json!({"event_id": "hb", "type": "heartbeat", "observed_at": local(10, 50).to_rfc3339(), "bay_id": "QF-S-014"}));
+    wait_until("the heartbeat", || {
+        app.metric("kerbside_events_accepted_total") == 2.0
+    });
     app.clock.set(local(11, 0));
     wait_until("the overstay", || !queue(&app, &warden, "").is_empty());
     let v = &queue(&app, &warden, "")[0];
@@ -56,7 +62,7 @@ fn a_car_left_from_nine_is_an_open_overstay_at_eleven_and_is_ticketed_once() {
     // Sweeps and further events do not make a second one.
     s.send_events("sensor-s014", &json!({"event_id": "2", "type": "occupied", "observed_at": local(11, 5).to_rfc3339(), "bay_id": "QF-S-014"}));
     wait_until("the second event", || {
-        app.metric("kerbside_events_accepted_total") == 2.0
+        app.metric("kerbside_events_accepted_total") == 3.0
     });
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert_eq!(queue(&app, &warden, "?status=all").len(), 1);
@@ -158,7 +164,9 @@ fn late_evidence_that_the_car_left_in_time_voids_the_overstay() {
     app.wait_for_broker();
     let warden = app.token(Role::Warden);
     let s = app.mqtt("sensor-late");
-    s.send_events("sensor-late", &json!({"event_id": "1", "type": "occupied", "observed_at": local(9, 0).to_rfc3339(), "bay_id": "QF-S-002"}));
+    s.send_events("sensor-late", &json!([
+        {"event_id": "1", "type": "occupied", "observed_at": local(9, 0).to_rfc3339(), "bay_id": "QF-S-002"},
+        {"event_id": "hb", "type": "heartbeat", "observed_at": local(11, 20).to_rfc3339(), "bay_id": "QF-S-002"}]));
     wait_until("the overstay", || !queue(&app, &warden, "").is_empty());
     // The sensor's offline backlog: the car had left at 10:30.
     s.send_events("sensor-late", &json!([{"event_id": "2", "type": "vacated", "observed_at": local(10, 30).to_rfc3339(), "bay_id": "QF-S-002"}]));
@@ -175,6 +183,36 @@ fn late_evidence_that_the_car_left_in_time_voids_the_overstay() {
         "void"
     );
     assert_eq!(queue(&app, &warden, "?status=void").len(), 1);
+}
+
+#[test]
+fn a_sensor_that_falls_silent_grows_no_overstay() {
+    let app = spawn_app();
+    app.clock.set(local(11, 30));
+    app.wait_for_broker();
+    let warden = app.token(Role::Warden);
+    let s = app.mqtt("sensor-quiet");
+    // A car from 9:00, then nothing from the sensor after 9:10: by 11:30 the
+    // bay is unknown, and nothing shows the car stayed past 11:00.
+    s.send_events("sensor-quiet", &json!([
+        {"event_id": "1", "type": "occupied", "observed_at": local(9, 0).to_rfc3339(), "bay_id": "QF-S-003"},
+        {"event_id": "2", "type": "heartbeat", "observed_at": local(9, 10).to_rfc3339(), "bay_id": "QF-S-003"}]));
+    wait_until("the events", || {
+        app.metric("kerbside_events_accepted_total") == 2.0
+    });
+    let sweeps = app.metric("kerbside_sweeps_total");
+    wait_until("two sweeps", || {
+        app.metric("kerbside_sweeps_total") >= sweeps + 2.0
+    });
+    assert_eq!(app.bay_status("QF-S-003"), "unknown");
+    assert!(queue(&app, &warden, "?status=all").is_empty());
+    // The sensor speaks again at 11:25, still seeing the car: now it is
+    // known to have stayed past its limit.
+    s.send_events("sensor-quiet", &json!({"event_id": "3", "type": "heartbeat", "observed_at": local(11, 25).to_rfc3339(), "bay_id": "QF-S-003"}));
+    wait_until("the overstay", || !queue(&app, &warden, "").is_empty());
+    let v = &queue(&app, &warden, "")[0];
+    assert_eq!(v["started_at"], "2026-11-27T01:00:00Z");
+    assert_eq!(v["detected_at"], "2026-11-27T03:00:00Z");
 }
 
 /// A point on the footway at the road's west end, where there are no bays.
