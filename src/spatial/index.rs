@@ -69,10 +69,6 @@ fn origin_to_segment_m(a: Coord<f64>, b: Coord<f64>) -> f64 {
     (a.x + t * dx).hypot(a.y + t * dy)
 }
 
-/// The radius the nearest-first search starts from, metres; it doubles
-/// until enough accepted bays lie within it.
-const FIRST_RING_M: f64 = 40.0;
-
 /// A degree-box around `p` that holds every point within `metres` of it.
 fn search_box(p: Point<f64>, metres: f64) -> AABB<[f64; 2]> {
     let f = LocalFrame::at(p.x(), p.y());
@@ -135,10 +131,12 @@ impl SpatialIndex {
     /// nearest first, with their distance in metres: the same answer as
     /// [`Self::bays_near`] filtered and cut to `limit`.
     ///
-    /// The search looks within a small radius first and doubles it until
-    /// `limit` accepted bays lie within it (every bay within a radius is
-    /// found, so none nearer can be missed), so its cost follows the bays
-    /// near `p`, not the size of `metres`.
+    /// The R-tree hands out bays in order of their boxes' distance in
+    /// degrees; scaled by the smaller of the metres-per-degree of the two
+    /// axes, that is a lower bound of a bay's true distance in metres. The
+    /// search stops once that bound passes the radius or the `limit`-th
+    /// best exact distance, so it looks at a few more bays than it
+    /// returns, however large the city.
     pub fn nearest_bays<'a>(
         &self,
         p: Point<f64>,
@@ -148,23 +146,31 @@ impl SpatialIndex {
         mut accept: impl FnMut(BayRef) -> bool,
     ) -> Vec<(BayRef, f64)> {
         let frame = LocalFrame::at(p.x(), p.y());
-        let mut r = metres.min(FIRST_RING_M);
-        loop {
-            let mut hits: Vec<(BayRef, f64)> = self
-                .bays
-                .locate_in_envelope_intersecting(&search_box(p, r))
-                .filter_map(|e| {
-                    let d = origin_to_polygon_m(&frame, outline(e.data));
-                    (d <= r && accept(e.data)).then_some((e.data, d))
-                })
-                .collect();
-            if hits.len() >= limit || r >= metres {
-                hits.sort_by(|a, b| a.1.total_cmp(&b.1));
-                hits.truncate(limit);
-                return hits;
-            }
-            r = (r * 2.0).min(metres);
+        let scale = frame.m_per_deg_lon.min(frame.m_per_deg_lat);
+        let mut best: Vec<(BayRef, f64)> = Vec::with_capacity(limit + 1);
+        if limit == 0 {
+            return best;
         }
+        for (e, d2) in self
+            .bays
+            .nearest_neighbor_iter_with_distance_2(&[p.x(), p.y()])
+        {
+            let bound = d2.sqrt() * scale;
+            if bound > metres || (best.len() == limit && bound > best[limit - 1].1) {
+                break;
+            }
+            let d = origin_to_polygon_m(&frame, outline(e.data));
+            if d > metres || (best.len() == limit && d >= best[limit - 1].1) {
+                continue;
+            }
+            if !accept(e.data) {
+                continue;
+            }
+            let at = best.partition_point(|(_, x)| *x <= d);
+            best.insert(at, (e.data, d));
+            best.truncate(limit);
+        }
+        best
     }
 
     /// The nearest road within `metres` of `p`, with its distance in metres.
@@ -246,7 +252,7 @@ mod tests {
         let p = Point::new(120.7801, 30.7601);
         for (radius, limit) in [(500.0, 20), (30.0, 100), (2.0, 5), (500.0, 1000)] {
             let every = index.bays_near(p, radius, outline);
-            let accept = |b: BayRef| b.bay % 3 != 0;
+            let accept = |b: BayRef| !b.bay.is_multiple_of(3);
             let want: Vec<_> = every
                 .into_iter()
                 .filter(|(b, _)| accept(*b))
