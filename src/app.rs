@@ -80,6 +80,7 @@ impl Application {
             );
             let staleness = Duration::minutes(i64::from(s.staleness_minutes));
             let street = Street::new(layouts, states, staleness);
+            store.release_memory();
             release_free_memory();
             tracing::info!(roads, bays, read_s, built_s = t0.elapsed().as_secs_f64() - read_s,
                 "street built from the store");

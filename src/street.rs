@@ -191,10 +191,72 @@ pub struct RoadCounts {
     pub by_kind: BTreeMap<BayKind, Counts>,
 }
 
+/// Bay states, compact for a city: each id maps to a slot of a dense
+/// vector, so the hash table holds only (id, slot) pairs and the states sit
+/// side by side (at a million bays this is about half the memory of a map
+/// from id to state).
+#[derive(Debug, Default)]
+pub struct StateTable {
+    slots: HashMap<BayId, u32>,
+    states: Vec<BayState>,
+    /// Slots of forgotten bays, for reuse.
+    free: Vec<u32>,
+}
+
+impl StateTable {
+    /// A bay's state, if any.
+    pub fn get(&self, id: &BayId) -> Option<&BayState> {
+        self.slots.get(id).map(|&i| &self.states[i as usize])
+    }
+
+    /// Sets a bay's state.
+    pub fn insert(&mut self, id: BayId, state: BayState) {
+        if let Some(&i) = self.slots.get(&id) {
+            self.states[i as usize] = state;
+            return;
+        }
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.states[i as usize] = state;
+                i
+            }
+            None => {
+                self.states.push(state);
+                (self.states.len() - 1) as u32
+            }
+        };
+        self.slots.insert(id, i);
+    }
+
+    /// Forgets a bay's state.
+    pub fn remove(&mut self, id: &BayId) {
+        if let Some(i) = self.slots.remove(id) {
+            self.free.push(i);
+        }
+    }
+
+    /// Every bay with a state.
+    pub fn iter(&self) -> impl Iterator<Item = (&BayId, &BayState)> {
+        self.slots
+            .iter()
+            .map(|(id, &i)| (id, &self.states[i as usize]))
+    }
+
+    /// How many bays have a state.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether no bay has a state.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
 /// The live read model: layouts and bay states.
 pub struct Street {
     map: RwLock<Arc<StreetMap>>,
-    states: RwLock<HashMap<BayId, BayState>>,
+    states: RwLock<StateTable>,
     staleness: Duration,
 }
 
@@ -203,16 +265,28 @@ impl Street {
     /// `staleness` reports `unknown`.
     pub fn new(
         layouts: Vec<StoredLayout>,
-        states: HashMap<BayId, BayState>,
+        states: Vec<(BayId, BayState)>,
         staleness: Duration,
     ) -> Self {
         let roads = layouts
             .into_iter()
             .map(|l| (l.info.road_id.clone(), Arc::new(RoadView::new(l))))
             .collect();
+        let map = StreetMap::build(roads);
+        // Key each state by the layout's own copy of the id, so the id's
+        // text is held once.
+        let mut table = StateTable {
+            slots: HashMap::with_capacity(states.len()),
+            states: Vec::with_capacity(states.len()),
+            free: Vec::new(),
+        };
+        for (id, state) in states {
+            let id = map.bays.get_key_value(&id).map_or(id, |(k, _)| k.clone());
+            table.insert(id, state);
+        }
         Street {
-            map: RwLock::new(Arc::new(StreetMap::build(roads))),
-            states: RwLock::new(states),
+            map: RwLock::new(Arc::new(map)),
+            states: RwLock::new(table),
             staleness,
         }
     }
@@ -253,7 +327,9 @@ impl Street {
     /// Takes in bay states the store has committed.
     pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
         let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
-        states.extend(changed);
+        for (id, state) in changed {
+            states.insert(id, state);
+        }
     }
 
     /// Forgets the states of bays that no longer exist (retired).
@@ -320,7 +396,7 @@ impl Street {
 
 /// Bay reports at one instant, under one read of the states.
 pub struct ReportsAt<'a> {
-    states: RwLockReadGuard<'a, HashMap<BayId, BayState>>,
+    states: RwLockReadGuard<'a, StateTable>,
     now: DateTime<Utc>,
     staleness: Duration,
 }

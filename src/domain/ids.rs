@@ -6,8 +6,9 @@
 //! passed where a road id is expected.
 
 use std::fmt;
+use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest identifier accepted, in characters (all are ASCII, so also bytes).
 pub const MAX_ID_LEN: usize = 64;
@@ -43,14 +44,16 @@ pub fn check_identifier(s: &str) -> Result<(), IdError> {
 macro_rules! identifier {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
+        ///
+        /// Shared text: a clone is a reference count, not a copy, so the
+        /// street, its index and its states hold one copy of each id.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// Parses `s`, enforcing the identifier rule.
             pub fn parse(s: &str) -> Result<Self, IdError> {
-                check_identifier(s).map(|()| Self(s.to_owned()))
+                check_identifier(s).map(|()| Self(Arc::from(s)))
             }
 
             /// The identifier as text.
@@ -75,6 +78,18 @@ macro_rules! identifier {
             type Err = IdError;
             fn from_str(s: &str) -> Result<Self, IdError> {
                 Self::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
             }
         }
 

@@ -500,11 +500,21 @@ pub fn parse_layouts_lenient(fc: &FeatureCollection) -> (Vec<Layout>, Vec<Layout
     let mut layouts = Vec::new();
     for (road_id, (mut roads, bays, barriers)) in by_road {
         match roads.len() {
-            1 => layouts.push(Layout {
-                road: roads.remove(0),
-                bays,
-                barriers,
-            }),
+            1 => {
+                let road = roads.remove(0);
+                // One shared copy of the road's id for all its features.
+                let (mut bays, mut barriers) = (bays, barriers);
+                bays.iter_mut()
+                    .for_each(|b| b.road_id = road.road_id.clone());
+                barriers
+                    .iter_mut()
+                    .for_each(|b| b.road_id = road.road_id.clone());
+                layouts.push(Layout {
+                    road,
+                    bays,
+                    barriers,
+                })
+            }
             0 => problems.push(LayoutProblem {
                 feature_id: None,
                 code: ProblemCode::MissingRoad,

@@ -76,13 +76,15 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
 /// WAL lets readers run beside the one writer; NORMAL sync under WAL is
 /// durable across a process crash (the broker redelivers anything a power
 /// cut could lose before the next checkpoint); the busy timeout makes a
-/// writer wait for another instead of failing. A 64 MiB page cache and
-/// memory-mapped reads keep the indexes of the write path in memory.
+/// writer wait for another instead of failing. A 64 MiB page cache per
+/// connection and 64 MiB of memory-mapped reads keep the indexes of the
+/// write path in memory (the rest of a large file is left to the kernel's
+/// page cache, outside the process).
 /// Checkpoints are taken off the commit path (`wal_autocheckpoint = 0`): a
 /// background thread runs them, see [`Store::spawn_checkpointer`].
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; \
-     PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456; PRAGMA wal_autocheckpoint = 0;";
+     PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 67108864; PRAGMA wal_autocheckpoint = 0;";
 
 /// Turns `sqlite://PATH` (or `sqlite:PATH`) into the file path.
 fn sqlite_path(url: &str) -> Result<&str, StoreError> {
@@ -129,6 +131,16 @@ impl Store {
 
     fn conn(&self) -> Result<PooledConnection<ConnectionManager<SqliteConnection>>, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// Gives back the page cache of every idle connection (after reading a
+    /// whole city at start-up, say); it refills as work needs it.
+    pub fn release_memory(&self) {
+        let idle = self.pool.state().idle_connections;
+        let conns: Vec<_> = (0..idle).filter_map(|_| self.pool.try_get()).collect();
+        for mut c in conns {
+            let _ = c.batch_execute("PRAGMA shrink_memory;");
+        }
     }
 
     /// Copies the write-ahead log into the database every `every`, on a

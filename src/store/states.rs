@@ -15,7 +15,7 @@ fn bay_id(s: &str) -> Result<BayId, StoreError> {
 
 impl Store {
     /// Every bay's stored state with its open session, to build the street.
-    pub fn bay_states(&self) -> Result<HashMap<BayId, BayState>, StoreError> {
+    pub fn bay_states(&self) -> Result<Vec<(BayId, BayState)>, StoreError> {
         let conn = &mut self.conn()?;
         let rows: Vec<(String, String, i64, Option<i64>, i64)> = bay_states::table
             .select((
