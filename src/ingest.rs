@@ -173,6 +173,9 @@ impl Ingestor {
     }
 }
 
+/// Bays judged per transaction by a sweep.
+const SWEEP_CHUNK: usize = 256;
+
 impl Ingestor {
     /// Files overstays that time alone has caused: every bay whose open
     /// session has passed its limit by now, and that `known` does not yet
@@ -208,8 +211,11 @@ impl Ingestor {
         }
         // Forget stays that have ended, so `known` stays as small as the street.
         known.retain(|(bay, start)| open.get(bay) == Some(start));
-        if !due.is_empty() {
-            self.store.evaluate_overstays(&due, self.enforcement, now)?;
+        // A transaction per few hundred bays, so that a city's first sweep
+        // never holds the writer for long.
+        for chunk in due.chunks(SWEEP_CHUNK) {
+            self.store
+                .evaluate_overstays(chunk, self.enforcement, now)?;
         }
         Ok(due.len())
     }

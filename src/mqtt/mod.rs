@@ -258,18 +258,13 @@ async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publishe
             }
         }
         let map = ingestor.street.map();
-        let all: Vec<(BayId, RoadId)> = map
-            .roads
-            .values()
-            .flat_map(|v| {
-                v.layout
-                    .bays
-                    .iter()
-                    .map(|b| (b.bay_id.clone(), v.info.road_id.clone()))
-            })
-            .collect();
+        // References into the snapshot: no id is copied.
+        let mut all: Vec<(&BayId, &RoadId)> = Vec::new();
+        for v in map.roads.values() {
+            all.extend(v.layout.bays.iter().map(|b| (&b.bay_id, &v.info.road_id)));
+        }
         publisher
-            .publish_changes(&ingestor, all.iter().map(|(b, r)| (b, r)))
+            .publish_changes(&ingestor, all.iter().copied())
             .await;
         ingestor.metrics.sweeps.fetch_add(1, Ordering::Relaxed);
     }
