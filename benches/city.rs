@@ -37,6 +37,9 @@ use kerbside::spatial::LocalFrame;
 use kerbside::store::Store;
 use serde_json::{Value, json};
 
+#[path = "../tests/support/mosquitto.rs"]
+mod mosquitto;
+
 /// South-west corner of the city (Jiaxing).
 const LON0: f64 = 120.70;
 const LAT0: f64 = 30.70;
@@ -273,6 +276,8 @@ fn write_states(db: &Path, bays: &[(String, String, u64)], free_percent: u64) {
     let now = Utc::now().timestamp_millis();
     let mut rng = SplitMix(7);
     conn.transaction::<_, diesel::result::Error, _>(|c| {
+        diesel::sql_query("DELETE FROM violation_history").execute(c)?;
+        diesel::sql_query("DELETE FROM violations").execute(c)?;
         diesel::sql_query("DELETE FROM parking_sessions").execute(c)?;
         diesel::sql_query("DELETE FROM bay_states").execute(c)?;
         for chunk in bays.chunks(500) {
@@ -285,7 +290,9 @@ fn write_states(db: &Path, bays: &[(String, String, u64)], free_percent: u64) {
             let mut any_session = false;
             for (i, (bay, road, g)) in chunk.iter().enumerate() {
                 let free = is_free(*g, free_percent);
-                let since = now - (rng.next() % 10_800_000) as i64 - 600_000;
+                // Parked 10 to 110 minutes ago: a city in its day, where a
+                // few (the loading bays' 30-minute limits) have overstayed.
+                let since = now - (rng.next() % 6_000_000) as i64 - 600_000;
                 let heard = now - (rng.next() % 600_000) as i64;
                 let status = if free { "free" } else { "occupied" };
                 if i > 0 {
@@ -414,7 +421,7 @@ impl Drop for Service {
 
 /// Starts `kerbside serve` on `db`; gives it back once `/healthz` is 200,
 /// with the seconds that took.
-fn start_service(db: &Path, dir: &Path, log: Option<&str>) -> (Service, f64) {
+fn start_service(db: &Path, dir: &Path, log: Option<&str>, mqtt_url: &str) -> (Service, f64) {
     let port = free_port();
     let log_file = std::fs::File::create(dir.join("kerbside.log")).expect("log file");
     let empty = dir.join("no-geodata");
@@ -425,8 +432,8 @@ fn start_service(db: &Path, dir: &Path, log: Option<&str>) -> (Service, f64) {
         .arg(format!("sqlite://{}", db.display()))
         .arg("--http")
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--mqtt-listen")
-        .arg("127.0.0.1:0")
+        .arg("--mqtt-url")
+        .arg(mqtt_url)
         .arg("--geodata")
         .arg(&empty)
         .arg("--public-rate-per-minute")
@@ -597,8 +604,38 @@ fn main() {
         a.bays
     );
 
-    let (service, startup_s) = start_service(&db, &dir, a.log.as_deref());
+    // The production path for a city: an external broker (a private
+    // Mosquitto), which holds the retained state of every bay.
+    let broker = mosquitto::PrivateMosquitto::start(&dir, 1000);
+    let (service, startup_s) = start_service(&db, &dir, a.log.as_deref(), &broker.url());
     let pid = service.child.id();
+    // The first sweep judges every open session and publishes every bay's
+    // state once: wait for it, so that the load meets a service at rest.
+    let t2 = Instant::now();
+    loop {
+        let sweeps = Conn::open(service.port)
+            .ok()
+            .and_then(|mut c| c.get("/metrics").ok())
+            .and_then(|(_, body)| {
+                String::from_utf8_lossy(&body).lines().find_map(|l| {
+                    l.strip_prefix("kerbside_sweeps_total ")?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+            })
+            .unwrap_or(0);
+        if sweeps >= 1 {
+            break;
+        }
+        assert!(
+            t2.elapsed() < Duration::from_secs(600),
+            "no sweep within 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first_sweep_s = t2.elapsed().as_secs_f64() + startup_s;
+    eprintln!("first sweep done {first_sweep_s:.1} s after start");
     let at_start = proc_status(pid);
     eprintln!(
         "kerbside serving after {startup_s:.2} s; VmRSS {} MiB",
@@ -607,6 +644,7 @@ fn main() {
 
     let (l, elapsed) = load(service.port, &a, extent_m);
     let after = proc_status(pid);
+    let broker_after = proc_status(broker.pid());
     drop(service);
     let answers = l.latencies_us.len() as u64;
     let qps = answers as f64 / elapsed;
@@ -622,11 +660,13 @@ fn main() {
         "store_mib": db_mib.round(),
         "generate_s": (generate_s * 10.0).round() / 10.0,
         "startup_s": (startup_s * 100.0).round() / 100.0,
+        "first_sweep_s": (first_sweep_s * 10.0).round() / 10.0,
         "rss_mib_at_start": mib(&at_start, "VmRSS").round(),
         "rss_mib": mib(&after, "VmRSS").round(),
         "rss_anon_mib": mib(&after, "RssAnon").round(),
         "rss_file_mib": mib(&after, "RssFile").round(),
         "hwm_mib": mib(&after, "VmHWM").round(),
+        "broker_rss_mib": mib(&broker_after, "VmRSS").round(),
         "connections": a.connections,
         "seconds": a.seconds,
         "radius_m": a.radius_m,
