@@ -59,6 +59,9 @@ pub struct StreetMap {
     bays: HashMap<BayId, BayRef>,
     /// The roads in index order (the spatial index refers to them by number).
     ordered: Vec<Arc<RoadView>>,
+    /// The ordinal of each road's first bay: bays are numbered road after
+    /// road in `ordered`, and the street keeps states by that number.
+    offsets: Vec<u32>,
     index: SpatialIndex,
 }
 
@@ -81,12 +84,40 @@ impl StreetMap {
                 v.layout.bays.iter().map(|b| &b.polygon).collect(),
             )
         }));
+        let mut offsets = Vec::with_capacity(ordered.len());
+        let mut n = 0u32;
+        for v in &ordered {
+            offsets.push(n);
+            n += v.layout.bays.len() as u32;
+        }
         StreetMap {
             roads,
             bays,
             ordered,
+            offsets,
             index,
         }
+    }
+
+    /// How many bays the current layouts hold.
+    pub fn bay_count(&self) -> usize {
+        self.bays.len()
+    }
+
+    fn ordinal(&self, b: BayRef) -> usize {
+        (self.offsets[b.road as usize] + b.bay) as usize
+    }
+
+    fn ordinal_of(&self, id: &BayId) -> Option<usize> {
+        self.bays.get(id).map(|&b| self.ordinal(b))
+    }
+
+    /// Every bay with its ordinal, road after road.
+    fn each_bay(&self) -> impl Iterator<Item = (usize, &Bay)> {
+        self.ordered
+            .iter()
+            .flat_map(|v| v.layout.bays.iter())
+            .enumerate()
     }
 
     fn at(&self, b: BayRef) -> (&Arc<RoadView>, &Bay) {
@@ -103,7 +134,7 @@ impl StreetMap {
         p: Position,
         radius_m: f64,
         limit: usize,
-        mut accept: impl FnMut(&RoadView, &Bay) -> bool,
+        mut accept: impl FnMut(BayOrdinal, &Bay) -> bool,
     ) -> Vec<(&Arc<RoadView>, &Bay, f64)> {
         let point = Point::new(p.lon, p.lat);
         self.index
@@ -112,10 +143,7 @@ impl StreetMap {
                 radius_m,
                 limit,
                 |b| &self.at(b).1.polygon,
-                |b| {
-                    let (road, bay) = self.at(b);
-                    accept(road, bay)
-                },
+                |b| accept(BayOrdinal(self.ordinal(b)), self.at(b).1),
             )
             .into_iter()
             .map(|(b, d)| {
@@ -191,78 +219,28 @@ pub struct RoadCounts {
     pub by_kind: BTreeMap<BayKind, Counts>,
 }
 
-/// Bay states, compact for a city: each id maps to a slot of a dense
-/// vector, so the hash table holds only (id, slot) pairs and the states sit
-/// side by side (at a million bays this is about half the memory of a map
-/// from id to state).
-#[derive(Debug, Default)]
-pub struct StateTable {
-    slots: HashMap<BayId, u32>,
-    states: Vec<BayState>,
-    /// Slots of forgotten bays, for reuse.
-    free: Vec<u32>,
-}
+/// A bay's number in one [`StreetMap`] snapshot (see [`ReportsAt::of_ordinal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BayOrdinal(usize);
 
-impl StateTable {
-    /// A bay's state, if any.
-    pub fn get(&self, id: &BayId) -> Option<&BayState> {
-        self.slots.get(id).map(|&i| &self.states[i as usize])
-    }
-
-    /// Sets a bay's state.
-    pub fn insert(&mut self, id: BayId, state: BayState) {
-        if let Some(&i) = self.slots.get(&id) {
-            self.states[i as usize] = state;
-            return;
-        }
-        let i = match self.free.pop() {
-            Some(i) => {
-                self.states[i as usize] = state;
-                i
-            }
-            None => {
-                self.states.push(state);
-                (self.states.len() - 1) as u32
-            }
-        };
-        self.slots.insert(id, i);
-    }
-
-    /// Forgets a bay's state.
-    pub fn remove(&mut self, id: &BayId) {
-        if let Some(i) = self.slots.remove(id) {
-            self.free.push(i);
-        }
-    }
-
-    /// Every bay with a state.
-    pub fn iter(&self) -> impl Iterator<Item = (&BayId, &BayState)> {
-        self.slots
-            .iter()
-            .map(|(id, &i)| (id, &self.states[i as usize]))
-    }
-
-    /// How many bays have a state.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether no bay has a state.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
+/// The layouts and, beside them, each bay's state by its ordinal in that
+/// snapshot: one vector slot per bay, no per-bay map, and a search that
+/// walks the map reads states without hashing an id.
+struct Live {
+    map: Arc<StreetMap>,
+    states: Vec<Option<BayState>>,
 }
 
 /// The live read model: layouts and bay states.
 pub struct Street {
-    map: RwLock<Arc<StreetMap>>,
-    states: RwLock<StateTable>,
+    live: RwLock<Live>,
     staleness: Duration,
 }
 
 impl Street {
     /// A street of these layouts and states; a bay silent for longer than
-    /// `staleness` reports `unknown`.
+    /// `staleness` reports `unknown`. States of bays on no layout are
+    /// dropped.
     pub fn new(
         layouts: Vec<StoredLayout>,
         states: Vec<(BayId, BayState)>,
@@ -273,35 +251,51 @@ impl Street {
             .map(|l| (l.info.road_id.clone(), Arc::new(RoadView::new(l))))
             .collect();
         let map = StreetMap::build(roads);
-        // Key each state by the layout's own copy of the id, so the id's
-        // text is held once.
-        let mut table = StateTable {
-            slots: HashMap::with_capacity(states.len()),
-            states: Vec::with_capacity(states.len()),
-            free: Vec::new(),
-        };
+        let mut slots = vec![None; map.bay_count()];
         for (id, state) in states {
-            let id = map.bays.get_key_value(&id).map_or(id, |(k, _)| k.clone());
-            table.insert(id, state);
+            if let Some(o) = map.ordinal_of(&id) {
+                slots[o] = Some(state);
+            }
         }
         Street {
-            map: RwLock::new(Arc::new(map)),
-            states: RwLock::new(table),
+            live: RwLock::new(Live {
+                map: Arc::new(map),
+                states: slots,
+            }),
             staleness,
         }
     }
 
-    /// The current snapshot of every layout.
-    pub fn map(&self) -> Arc<StreetMap> {
-        Arc::clone(&self.map.read().unwrap_or_else(|e| e.into_inner()))
+    fn read(&self) -> RwLockReadGuard<'_, Live> {
+        self.live.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Swaps in a road's new revision, atomically for readers.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Live> {
+        self.live.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current snapshot of every layout.
+    pub fn map(&self) -> Arc<StreetMap> {
+        Arc::clone(&self.read().map)
+    }
+
+    /// Swaps in a road's new revision, atomically for readers; every bay
+    /// that stays keeps its state.
     pub fn replace_road(&self, stored: StoredLayout) {
-        let mut guard = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let mut roads = guard.roads.clone();
+        let mut live = self.write();
+        let mut roads = live.map.roads.clone();
         roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
-        *guard = Arc::new(StreetMap::build(roads));
+        let map = StreetMap::build(roads);
+        let mut slots = vec![None; map.bay_count()];
+        for (o, bay) in map.each_bay() {
+            if let Some(old) = live.map.ordinal_of(&bay.bay_id) {
+                slots[o] = live.states[old].take();
+            }
+        }
+        *live = Live {
+            map: Arc::new(map),
+            states: slots,
+        };
     }
 
     /// The present states of these bays (those with any).
@@ -309,34 +303,43 @@ impl Street {
         &self,
         ids: impl IntoIterator<Item = &'a BayId>,
     ) -> HashMap<BayId, BayState> {
-        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        let live = self.read();
         ids.into_iter()
-            .filter_map(|id| states.get(id).map(|s| (id.clone(), s.clone())))
+            .filter_map(|id| Some((id.clone(), live.state(id)?.clone())))
             .collect()
     }
 
-    /// Every bay in a parking session now, with the session's start.
-    pub fn open_sessions(&self) -> HashMap<BayId, DateTime<Utc>> {
-        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
-        states
-            .iter()
-            .filter_map(|(id, s)| Some((id.clone(), s.open.as_ref()?.started_at)))
-            .collect()
-    }
-
-    /// Takes in bay states the store has committed.
-    pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
-        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
-        for (id, state) in changed {
-            states.insert(id, state);
+    /// Calls `f` with every bay in a parking session now and the session's
+    /// start, under one read of the states.
+    pub fn for_each_open_session(&self, mut f: impl FnMut(&BayId, DateTime<Utc>)) {
+        let live = self.read();
+        for (o, bay) in live.map.each_bay() {
+            if let Some(open) = live.states[o].as_ref().and_then(|s| s.open.as_ref()) {
+                f(&bay.bay_id, open.started_at);
+            }
         }
     }
 
-    /// Forgets the states of bays that no longer exist (retired).
+    /// Takes in bay states the store has committed (bays on no current
+    /// layout are skipped: they have been retired meanwhile).
+    pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
+        let mut live = self.write();
+        let live = &mut *live;
+        for (id, state) in changed {
+            if let Some(o) = live.map.ordinal_of(&id) {
+                live.states[o] = Some(state);
+            }
+        }
+    }
+
+    /// Forgets the states of these bays.
     pub fn forget_states<'a>(&self, ids: impl IntoIterator<Item = &'a BayId>) {
-        let mut states = self.states.write().unwrap_or_else(|e| e.into_inner());
+        let mut live = self.write();
+        let live = &mut *live;
         for id in ids {
-            states.remove(id);
+            if let Some(o) = live.map.ordinal_of(id) {
+                live.states[o] = None;
+            }
         }
     }
 
@@ -347,8 +350,7 @@ impl Street {
 
     /// What bay `id` reports at `now`.
     pub fn report(&self, id: &BayId, now: DateTime<Utc>) -> Report {
-        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
-        BayState::report(states.get(id), now, self.staleness)
+        BayState::report(self.read().state(id), now, self.staleness)
     }
 
     /// Reports for these bays at `now`, under one read of the states.
@@ -357,17 +359,18 @@ impl Street {
         ids: impl IntoIterator<Item = &'a BayId>,
         now: DateTime<Utc>,
     ) -> Vec<Report> {
-        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
+        let live = self.read();
         ids.into_iter()
-            .map(|id| BayState::report(states.get(id), now, self.staleness))
+            .map(|id| BayState::report(live.state(id), now, self.staleness))
             .collect()
     }
 
-    /// Reports at `now` under one read of the states, for as long as the
-    /// answer is held: for a search that asks about each bay it passes.
+    /// The street at `now` under one read: its snapshot and its bays'
+    /// reports, for as long as the answer is held (a search that asks
+    /// about each bay it passes).
     pub fn reports_at(&self, now: DateTime<Utc>) -> ReportsAt<'_> {
         ReportsAt {
-            states: self.states.read().unwrap_or_else(|e| e.into_inner()),
+            live: self.read(),
             now,
             staleness: self.staleness,
         }
@@ -375,12 +378,7 @@ impl Street {
 
     /// Reports for every bay of `road`, in layout order.
     pub fn reports(&self, road: &RoadView, now: DateTime<Utc>) -> Vec<Report> {
-        let states = self.states.read().unwrap_or_else(|e| e.into_inner());
-        road.layout
-            .bays
-            .iter()
-            .map(|b| BayState::report(states.get(&b.bay_id), now, self.staleness))
-            .collect()
+        self.reports_of(road.layout.bays.iter().map(|b| &b.bay_id), now)
     }
 
     /// Status counts of a road's bays at `now`.
@@ -394,16 +392,34 @@ impl Street {
     }
 }
 
-/// Bay reports at one instant, under one read of the states.
+impl Live {
+    fn state(&self, id: &BayId) -> Option<&BayState> {
+        self.map
+            .ordinal_of(id)
+            .and_then(|o| self.states[o].as_ref())
+    }
+}
+
+/// The street at one instant, under one read of the states.
 pub struct ReportsAt<'a> {
-    states: RwLockReadGuard<'a, StateTable>,
+    live: RwLockReadGuard<'a, Live>,
     now: DateTime<Utc>,
     staleness: Duration,
 }
 
 impl ReportsAt<'_> {
+    /// The layouts these reports belong to.
+    pub fn map(&self) -> &StreetMap {
+        &self.live.map
+    }
+
     /// What bay `id` reports.
     pub fn of(&self, id: &BayId) -> Report {
-        BayState::report(self.states.get(id), self.now, self.staleness)
+        BayState::report(self.live.state(id), self.now, self.staleness)
+    }
+
+    /// What the bay numbered `o` in [`Self::map`] reports.
+    pub fn of_ordinal(&self, o: BayOrdinal) -> Report {
+        BayState::report(self.live.states[o.0].as_ref(), self.now, self.staleness)
     }
 }

@@ -171,14 +171,13 @@ pub async fn free_spaces(
         (lon, lat)
     };
 
-    let map = state.street.map();
-    let near = {
-        let reports = state.street.reports_at(state.clock.now());
-        map.nearest_bays(Position { lon, lat }, radius, limit, |_, b| {
-            kind.is_none_or(|k| b.kind == k) && reports.of(&b.bay_id).status == BayStatus::Free
-        })
-    };
-    let features = near
+    let reports = state.street.reports_at(state.clock.now());
+    let near = reports
+        .map()
+        .nearest_bays(Position { lon, lat }, radius, limit, |o, b| {
+            kind.is_none_or(|k| b.kind == k) && reports.of_ordinal(o).status == BayStatus::Free
+        });
+    let features: Vec<Feature> = near
         .into_iter()
         .map(|(road, bay, d)| {
             let mut props = JsonObject::new();
@@ -206,6 +205,7 @@ pub async fn free_spaces(
             }
         })
         .collect();
+    drop(reports);
     Ok(public(HttpResponse::Ok().json(FeatureCollection {
         bbox: None,
         features,
