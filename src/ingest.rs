@@ -176,41 +176,75 @@ impl Ingestor {
 /// Bays judged per transaction by a sweep.
 const SWEEP_CHUNK: usize = 256;
 
+/// What the overstay sweep remembers between runs: for each bay in a
+/// session, when its limit falls due (computed once per session) and
+/// whether it has been judged, so that a sweep costs a lookup per open
+/// session, not an enforcement-calendar walk.
+#[derive(Debug, Default)]
+pub struct SweepMemo {
+    sessions: HashMap<BayId, Tracked>,
+    round: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    started_at: DateTime<Utc>,
+    /// When the limit (plus grace) is reached; `None`: never.
+    due: Option<DateTime<Utc>>,
+    judged: bool,
+    round: u64,
+}
+
 impl Ingestor {
     /// Files overstays that time alone has caused: every bay whose open
-    /// session has passed its limit by now, and that `known` does not yet
-    /// hold (blocking). `known` remembers (bay, arrival) already judged.
-    pub fn sweep_overstays(
-        &self,
-        known: &mut std::collections::HashSet<(BayId, DateTime<Utc>)>,
-    ) -> Result<usize, StoreError> {
+    /// session has passed its limit by now and was not yet judged
+    /// (blocking). On an error the caller should start from a fresh memo.
+    pub fn sweep_overstays(&self, memo: &mut SweepMemo) -> Result<usize, StoreError> {
         let now = self.clock.now();
         let map = self.street.map();
-        // Only bays in a session now can overstay: look at those alone.
-        let open = self.street.open_sessions();
+        memo.round += 1;
+        let round = memo.round;
         let mut due = Vec::new();
-        for (bay_id, started_at) in &open {
-            let Some((road, bay)) = map.bay(bay_id) else {
-                continue;
-            };
-            let Some(max) = bay.max_stay_minutes else {
-                continue;
-            };
-            let limit = Duration::minutes(i64::from(max)) + self.enforcement.grace;
-            let reached = crate::domain::enforcement::limit_reached_at(
-                *started_at,
-                limit,
-                bay.enforced_hours,
-                self.enforcement.tz,
-            );
-            let key = (bay_id.clone(), *started_at);
-            if reached.is_some_and(|t| t <= now) && !known.contains(&key) {
-                due.push((bay_id.clone(), road.info.road_id.clone(), rules_of(bay)));
-                known.insert(key);
+        // Only bays in a session now can overstay: look at those alone.
+        self.street.for_each_open_session(|bay_id, started_at| {
+            let fresh = memo
+                .sessions
+                .get(bay_id)
+                .is_none_or(|t| t.started_at != started_at);
+            if fresh {
+                let due_at = map.bay(bay_id).and_then(|(_, bay)| {
+                    let max = bay.max_stay_minutes?;
+                    let limit = Duration::minutes(i64::from(max)) + self.enforcement.grace;
+                    crate::domain::enforcement::limit_reached_at(
+                        started_at,
+                        limit,
+                        bay.enforced_hours,
+                        self.enforcement.tz,
+                    )
+                });
+                memo.sessions.insert(
+                    bay_id.clone(),
+                    Tracked {
+                        started_at,
+                        due: due_at,
+                        judged: false,
+                        round,
+                    },
+                );
             }
-        }
-        // Forget stays that have ended, so `known` stays as small as the street.
-        known.retain(|(bay, start)| open.get(bay) == Some(start));
+            let Some(t) = memo.sessions.get_mut(bay_id) else {
+                return;
+            };
+            t.round = round;
+            if !t.judged && t.due.is_some_and(|d| d <= now) {
+                t.judged = true;
+                if let Some((road, bay)) = map.bay(bay_id) {
+                    due.push((bay_id.clone(), road.info.road_id.clone(), rules_of(bay)));
+                }
+            }
+        });
+        // Forget stays that have ended, so the memo stays as small as the street.
+        memo.sessions.retain(|_, t| t.round == round);
         // A transaction per few hundred bays, so that a city's first sweep
         // never holds the writer for long.
         for chunk in due.chunks(SWEEP_CHUNK) {

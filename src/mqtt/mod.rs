@@ -235,7 +235,7 @@ async fn batch_loop(
 
 async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publisher>) {
     let mut tick = tokio::time::interval(every);
-    let mut known = std::collections::HashSet::new();
+    let mut known = crate::ingest::SweepMemo::default();
     loop {
         tick.tick().await;
         let ing = ingestor.clone();
@@ -249,12 +249,12 @@ async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publishe
                 known = k;
                 if let Err(e) = filed {
                     tracing::error!(error = %e, "cannot judge overstays; will retry");
-                    known.clear();
+                    known = crate::ingest::SweepMemo::default();
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "the overstay sweep failed");
-                known = std::collections::HashSet::new();
+                known = crate::ingest::SweepMemo::default();
             }
         }
         let map = ingestor.street.map();
