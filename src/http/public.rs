@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use geojson::{Feature, FeatureCollection, JsonObject};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -177,40 +176,83 @@ pub async fn free_spaces(
         .nearest_bays(Position { lon, lat }, radius, limit, |o, b| {
             kind.is_none_or(|k| b.kind == k) && reports.of_ordinal(o).status == BayStatus::Free
         });
-    let features: Vec<Feature> = near
+    let features: Vec<FreeFeature<'_>> = near
         .into_iter()
-        .map(|(road, bay, d)| {
-            let mut props = JsonObject::new();
-            props.insert("bay_id".into(), bay.bay_id.as_str().into());
-            props.insert("road_id".into(), road.info.road_id.as_str().into());
-            props.insert("road_name".into(), road.layout.road.name.clone().into());
-            props.insert("kind".into(), bay.kind.as_str().into());
-            props.insert("max_stay_minutes".into(), bay.max_stay_minutes.into());
-            props.insert("distance_m".into(), ((d * 10.0).round() / 10.0).into());
-            let polygon = if gcj {
-                use geo::MapCoords;
-                bay.polygon.map_coords(|c| {
-                    let (x, y) = wgs84_to_gcj02(c.x, c.y);
-                    geo::Coord { x, y }
-                })
-            } else {
-                bay.polygon.clone()
-            };
-            Feature {
-                bbox: None,
-                geometry: Some(geojson::Geometry::new((&polygon).into())),
-                id: Some(geojson::feature::Id::String(bay.bay_id.to_string())),
-                properties: Some(props),
-                foreign_members: None,
-            }
+        .map(|(road, bay, d)| FreeFeature {
+            kind: "Feature",
+            id: bay.bay_id.as_str(),
+            geometry: PolygonGeometry {
+                kind: "Polygon",
+                coordinates: std::iter::once(bay.polygon.exterior())
+                    .chain(bay.polygon.interiors())
+                    .map(|ring| {
+                        ring.0
+                            .iter()
+                            .map(|c| {
+                                if gcj {
+                                    let (x, y) = wgs84_to_gcj02(c.x, c.y);
+                                    [x, y]
+                                } else {
+                                    [c.x, c.y]
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            },
+            properties: FreeProperties {
+                bay_id: bay.bay_id.as_str(),
+                road_id: road.info.road_id.as_str(),
+                road_name: &road.layout.road.name,
+                kind: bay.kind.as_str(),
+                max_stay_minutes: bay.max_stay_minutes,
+                distance_m: (d * 10.0).round() / 10.0,
+            },
         })
         .collect();
-    drop(reports);
-    Ok(public(HttpResponse::Ok().json(FeatureCollection {
-        bbox: None,
+    let response = public(HttpResponse::Ok().json(FreeSpaces {
+        kind: "FeatureCollection",
         features,
-        foreign_members: None,
-    })))
+    }));
+    drop(reports);
+    Ok(response)
+}
+
+/// The free-spaces answer, written straight from the street (a GeoJSON
+/// FeatureCollection; each bay a Feature with a Polygon).
+#[derive(Serialize)]
+struct FreeSpaces<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    features: Vec<FreeFeature<'a>>,
+}
+
+#[derive(Serialize)]
+struct FreeFeature<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    geometry: PolygonGeometry,
+    properties: FreeProperties<'a>,
+}
+
+#[derive(Serialize)]
+struct PolygonGeometry {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    coordinates: Vec<Vec<[f64; 2]>>,
+}
+
+/// The public fields of a free bay, and nothing else.
+#[derive(Serialize)]
+struct FreeProperties<'a> {
+    bay_id: &'a str,
+    road_id: &'a str,
+    road_name: &'a str,
+    kind: &'static str,
+    max_stay_minutes: Option<u32>,
+    /// Metres from the query point to the bay's outline (0 inside), to 0.1 m.
+    distance_m: f64,
 }
 
 /// Free counts of one road.

@@ -42,7 +42,7 @@ fn envelope_of(coords: impl Iterator<Item = geo::Coord<f64>>) -> Option<Rectangl
 /// computed on the fly without building the polygon in metres.
 fn origin_to_polygon_m(frame: &LocalFrame, poly: &Polygon<f64>) -> f64 {
     let mut inside = false;
-    let mut best = f64::INFINITY;
+    let mut best2 = f64::INFINITY;
     for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
         let mut pts = ring.0.iter().map(|&c| frame.to_metres(c));
         let Some(mut a) = pts.next() else { continue };
@@ -51,14 +51,15 @@ fn origin_to_polygon_m(frame: &LocalFrame, poly: &Polygon<f64>) -> f64 {
             if (a.y > 0.0) != (b.y > 0.0) && a.x + (b.x - a.x) * (-a.y) / (b.y - a.y) > 0.0 {
                 inside = !inside;
             }
-            best = best.min(origin_to_segment_m(a, b));
+            best2 = best2.min(origin_to_segment_m2(a, b));
             a = b;
         }
     }
-    if inside { 0.0 } else { best }
+    if inside { 0.0 } else { best2.sqrt() }
 }
 
-fn origin_to_segment_m(a: Coord<f64>, b: Coord<f64>) -> f64 {
+/// Squared distance from the origin to the segment `a`-`b`, square metres.
+fn origin_to_segment_m2(a: Coord<f64>, b: Coord<f64>) -> f64 {
     let (dx, dy) = (b.x - a.x, b.y - a.y);
     let len2 = dx * dx + dy * dy;
     let t = if len2 > 0.0 {
@@ -66,7 +67,8 @@ fn origin_to_segment_m(a: Coord<f64>, b: Coord<f64>) -> f64 {
     } else {
         0.0
     };
-    (a.x + t * dx).hypot(a.y + t * dy)
+    let (x, y) = (a.x + t * dx, a.y + t * dy);
+    x * x + y * y
 }
 
 /// A degree-box around `p` that holds every point within `metres` of it.
