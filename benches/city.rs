@@ -679,8 +679,44 @@ fn main() {
         "empty_answers": l.empty,
         "errors": l.errors,
         "log": a.log.as_deref().unwrap_or("default"),
+        "search_only_qps_one_thread": search_only(&db, extent_m).round(),
     });
     println!("{summary}");
+}
+
+/// The search alone, in this process on one thread: the street built from
+/// the same store, and the free-space query the endpoint runs (nearest
+/// free bays, 500 m, 20) from random points for five seconds. What HTTP
+/// and JSON add is the difference from the endpoint's figure.
+fn search_only(db: &Path, extent_m: f64) -> f64 {
+    use kerbside::domain::events::Position;
+    use kerbside::domain::occupancy::BayStatus;
+    let store = Store::open(&format!("sqlite://{}", db.display())).expect("store opens");
+    let street = kerbside::street::Street::new(
+        store.current_layouts().expect("layouts"),
+        store.bay_states().expect("states"),
+        chrono::Duration::minutes(30),
+    );
+    let frame = LocalFrame::at(LON0, LAT0);
+    let mut rng = SplitMix(11);
+    let now = Utc::now();
+    let (mut n, mut found) = (0u64, 0usize);
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(5) {
+        let x = rng.below((extent_m * 100.0) as u64) as f64 / 100.0;
+        let y = rng.below((extent_m * 100.0) as u64) as f64 / 100.0;
+        let c = frame.to_degrees(geo::Coord { x, y });
+        let reports = street.reports_at(now);
+        found += reports
+            .map()
+            .nearest_bays(Position { lon: c.x, lat: c.y }, 500.0, 20, |o, _| {
+                reports.of_ordinal(o).status == BayStatus::Free
+            })
+            .len();
+        n += 1;
+    }
+    assert!(found as u64 >= n * 19, "the search finds free bays");
+    n as f64 / t0.elapsed().as_secs_f64()
 }
 
 /// Every bay id of the city mapped to its global number.
