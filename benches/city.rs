@@ -224,49 +224,44 @@ fn road_geojson(
 fn generate(db: &Path, total: usize) -> (usize, Vec<(String, String, u64)>) {
     let store = Store::open(&format!("sqlite://{}", db.display())).expect("store opens");
     store.spawn_checkpointer(Duration::from_secs(1));
-    // Publishing a layout looks up the road's bays by road; the schema has no
-    // index for that, so without this one publishing road after road is
-    // quadratic in the city's bays. Dropped again once the city is written.
-    let mut conn = SqliteConnection::establish(&db.display().to_string()).expect("sqlite");
-    diesel::sql_query("CREATE INDEX bench_bays_road ON bays (road_id)")
-        .execute(&mut conn)
-        .expect("index");
     let frame = LocalFrame::at(LON0, LAT0);
     let n = grid_lines(total);
     let now = Utc::now();
     let mut roads = 0;
     let mut bays = Vec::with_capacity(total);
     let t0 = Instant::now();
-    for dir in 0..2 {
-        for line in 0..n {
-            for section in 0..(n - 1).div_ceil(BLOCKS_PER_ROAD) {
-                let first = bay_number(n, dir, line, section * BLOCKS_PER_ROAD, 0, 0);
-                if first as usize >= total {
-                    continue;
-                }
-                let (fc, ids) = road_geojson(&frame, n, dir, line, section, total);
-                let fc = serde_json::from_value(fc).expect("a FeatureCollection");
-                let layout = parse_layouts(&fc).expect("the city parses").remove(0);
-                let road_id = layout.road_id().to_string();
-                store
-                    .publish_layout(&layout, "city bench", None, None, now)
-                    .expect("layout stored");
-                roads += 1;
-                bays.extend(ids.into_iter().map(|(b, g)| (b, road_id.clone(), g)));
-                if roads % 500 == 0 {
-                    eprintln!(
-                        "  {roads} roads, {} bays, {:.0} s",
-                        bays.len(),
-                        t0.elapsed().as_secs_f64()
-                    );
-                }
-            }
+    for (dir, line, section) in road_sections(n, total) {
+        let (fc, ids) = road_geojson(&frame, n, dir, line, section, total);
+        let fc = serde_json::from_value(fc).expect("a FeatureCollection");
+        let layout = parse_layouts(&fc).expect("the city parses").remove(0);
+        let road_id = layout.road_id().to_string();
+        store
+            .publish_layout(&layout, "city bench", None, None, now)
+            .expect("layout stored");
+        roads += 1;
+        bays.extend(ids.into_iter().map(|(b, g)| (b, road_id.clone(), g)));
+        if roads % 500 == 0 {
+            eprintln!(
+                "  {roads} roads, {} bays, {:.0} s",
+                bays.len(),
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
-    diesel::sql_query("DROP INDEX bench_bays_road")
-        .execute(&mut conn)
-        .expect("index dropped");
     (roads, bays)
+}
+
+/// Every road of the city that holds bays, as (direction, line, section).
+fn road_sections(n: usize, total: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    (0..2).flat_map(move |dir| {
+        (0..n).flat_map(move |line| {
+            (0..(n - 1).div_ceil(BLOCKS_PER_ROAD))
+                .filter(move |section| {
+                    (bay_number(n, dir, line, section * BLOCKS_PER_ROAD, 0, 0) as usize) < total
+                })
+                .map(move |section| (dir, line, section))
+        })
+    })
 }
 
 /// Every bay heard from within the last ten minutes: free or occupied (with
@@ -723,16 +718,8 @@ fn search_only(db: &Path, extent_m: f64) -> f64 {
 fn numbers_by_id(n: usize, total: usize) -> std::collections::HashMap<String, u64> {
     let frame = LocalFrame::at(LON0, LAT0);
     let mut out = std::collections::HashMap::with_capacity(total);
-    for dir in 0..2 {
-        for line in 0..n {
-            for section in 0..(n - 1).div_ceil(BLOCKS_PER_ROAD) {
-                let first = bay_number(n, dir, line, section * BLOCKS_PER_ROAD, 0, 0);
-                if first as usize >= total {
-                    continue;
-                }
-                out.extend(road_geojson(&frame, n, dir, line, section, total).1);
-            }
-        }
+    for (dir, line, section) in road_sections(n, total) {
+        out.extend(road_geojson(&frame, n, dir, line, section, total).1);
     }
     out
 }

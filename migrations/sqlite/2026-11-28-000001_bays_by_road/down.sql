@@ -1,0 +1,1 @@
+DROP INDEX bays_road;
