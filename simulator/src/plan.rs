@@ -217,17 +217,20 @@ fn cars_of(bay: &SimBay, index: u64, p: &Params, start: i64, end: i64) -> Vec<Ca
     let max_rate = WEEKDAY_PROFILE.iter().copied().fold(0.0, f64::max) * WEEKEND_FACTOR;
     let mut cars = Vec::new();
     let busy = arrival_rate(p.tz, start) * median_stay(&bay.kind) / 60.0;
-    let mut free_from = start;
-    if rng.random::<f64>() < busy / (1.0 + busy) {
-        let leave = start + stay_ms(&mut rng, bay, p.overstayers);
+    // Parks a car arriving at `arrive`; gives back when the bay is next free.
+    let park = |rng: &mut StdRng, cars: &mut Vec<Car>, arrive: i64| {
+        let leave = arrive + stay_ms(rng, bay, p.overstayers);
         cars.push(Car {
-            arrive: start,
+            arrive,
             leave,
-            plate: plate(&mut rng),
+            plate: plate(rng),
         });
-        free_from = leave + 1_000;
+        leave + 1_000
+    };
+    let mut t = start;
+    if rng.random::<f64>() < busy / (1.0 + busy) {
+        t = park(&mut rng, &mut cars, start);
     }
-    let mut t = free_from;
     while t < end {
         // Thinning: candidate arrivals at the peak rate, kept in proportion.
         t += (exponential(&mut rng, max_rate) * 3_600_000.0) as i64 + 1_000;
@@ -237,13 +240,7 @@ fn cars_of(bay: &SimBay, index: u64, p: &Params, start: i64, end: i64) -> Vec<Ca
         if rng.random::<f64>() * max_rate > arrival_rate(p.tz, t) {
             continue;
         }
-        let leave = t + stay_ms(&mut rng, bay, p.overstayers);
-        cars.push(Car {
-            arrive: t,
-            leave,
-            plate: plate(&mut rng),
-        });
-        t = leave + 1_000;
+        t = park(&mut rng, &mut cars, t);
     }
     cars
 }
