@@ -156,6 +156,18 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         "kerbside-sim: {bays} bays, {} hours up to now at {}x, seed {}",
         args.hours, args.speed, args.seed
     );
+    // Events are dated in the past window while the service judges them by
+    // its own clock: past about 20 minutes of wall time, the heartbeats of
+    // the window's last part reach a service that already counts them as
+    // stale (30 minutes by default).
+    let wall_minutes = args.hours * 60.0 / args.speed;
+    if wall_minutes > 20.0 {
+        eprintln!(
+            "kerbside-sim: warning: this run takes {wall_minutes:.0} minutes; a service with the \
+             default 30-minute staleness window will report most bays unknown until its end \
+             (start it with a longer --staleness-minutes, see the README)"
+        );
+    }
     let tz = params.tz;
     let plan = kerbside_sim::run(
         &street,
