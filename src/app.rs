@@ -57,7 +57,7 @@ impl Application {
             if !store.has_roads()? {
                 for (file, layout) in load_dir(&s.geodata)? {
                     let by = format!("import of {}", file.display());
-                    let (info, _) = store.publish_layout(&layout, &by, None, None, now)?;
+                    let info = store.publish_layout(&layout, &by, None, None, now)?;
                     tracing::info!(road = %info.road_id, bays = info.bays, barriers = info.barriers,
                         file = %file.display(), "loaded geodata into the empty store as revision 1");
                 }

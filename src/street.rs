@@ -157,15 +157,12 @@ impl StreetMap {
     /// their road and distance in metres (0 inside the bay).
     pub fn bays_near(&self, p: Position, radius_m: f64) -> Vec<(&Arc<RoadView>, &Bay, f64)> {
         let point = Point::new(p.lon, p.lat);
-        let road_of = |r: u32| &self.ordered[r as usize];
         self.index
-            .bays_near(point, radius_m, |b| {
-                &road_of(b.road).layout.bays[b.bay as usize].polygon
-            })
+            .bays_near(point, radius_m, |b| &self.at(b).1.polygon)
             .into_iter()
             .map(|(b, d)| {
-                let road = road_of(b.road);
-                (road, &road.layout.bays[b.bay as usize], d)
+                let (road, bay) = self.at(b);
+                (road, bay, d)
             })
             .collect()
     }
@@ -175,27 +172,22 @@ impl StreetMap {
     /// an `observed` vehicle or a `report` in no bay, the nearest road within
     /// [`ROAD_SNAP_M`] (a report always goes to its road).
     pub fn place(&self, p: Position, kind: EventType) -> Placement {
-        let point = Point::new(p.lon, p.lat);
-        let road_of = |r: u32| &self.ordered[r as usize];
-        if kind != EventType::Report {
-            let near = self.index.bays_near(point, BAY_SNAP_M, |b| {
-                &road_of(b.road).layout.bays[b.bay as usize].polygon
-            });
-            if let Some((b, _)) = near.first() {
-                let road = road_of(b.road);
-                return Placement::Bay {
-                    bay_id: road.layout.bays[b.bay as usize].bay_id.clone(),
-                    road_id: road.info.road_id.clone(),
-                };
-            }
+        if kind != EventType::Report
+            && let Some((road, bay, _)) = self.bays_near(p, BAY_SNAP_M).first()
+        {
+            return Placement::Bay {
+                bay_id: bay.bay_id.clone(),
+                road_id: road.info.road_id.clone(),
+            };
         }
+        let point = Point::new(p.lon, p.lat);
         if matches!(kind, EventType::Observed | EventType::Report)
-            && let Some((r, _)) = self
-                .index
-                .nearest_road(point, ROAD_SNAP_M, |r| &road_of(r).layout.road.centre_line)
+            && let Some((r, _)) = self.index.nearest_road(point, ROAD_SNAP_M, |r| {
+                &self.ordered[r as usize].layout.road.centre_line
+            })
         {
             return Placement::Road {
-                road_id: road_of(r).info.road_id.clone(),
+                road_id: self.ordered[r as usize].info.road_id.clone(),
             };
         }
         Placement::Nowhere
@@ -332,17 +324,6 @@ impl Street {
         }
     }
 
-    /// Forgets the states of these bays.
-    pub fn forget_states<'a>(&self, ids: impl IntoIterator<Item = &'a BayId>) {
-        let mut live = self.write();
-        let live = &mut *live;
-        for id in ids {
-            if let Some(o) = live.map.ordinal_of(id) {
-                live.states[o] = None;
-            }
-        }
-    }
-
     /// The staleness window.
     pub fn staleness(&self) -> Duration {
         self.staleness
@@ -411,11 +392,6 @@ impl ReportsAt<'_> {
     /// The layouts these reports belong to.
     pub fn map(&self) -> &StreetMap {
         &self.live.map
-    }
-
-    /// What bay `id` reports.
-    pub fn of(&self, id: &BayId) -> Report {
-        BayState::report(self.live.state(id), self.now, self.staleness)
     }
 
     /// What the bay numbered `o` in [`Self::map`] reports.

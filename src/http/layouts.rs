@@ -235,19 +235,15 @@ pub async fn put_layout(
             },
         )
         .await?;
-    let (info, retired) = published.map_err(|current| {
+    let info = published.map_err(|current| {
         ApiError::PreconditionFailed(format!(
             "the road's current revision is {current}, not {}; fetch it, redraw and send again",
             expected.unwrap_or_default()
         ))
     })?;
     let revision = info.revision;
+    // Retired bays leave the street, and their states with them.
     state.street.replace_road(StoredLayout { info, layout });
-    let retired: Vec<crate::domain::ids::BayId> = retired
-        .iter()
-        .filter_map(|b| crate::domain::ids::BayId::parse(b).ok())
-        .collect();
-    state.street.forget_states(&retired);
     tracing::info!(road = %road, revision, by = %caller.name, "published a layout revision");
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{revision}\"")))

@@ -93,7 +93,7 @@ impl Store {
     /// the road's current revision is exactly that (0 for a road that does not
     /// exist yet). Bays keep their identity across revisions; bays of the road
     /// missing from `layout` are retired at this revision (their open
-    /// sessions end at `now`), and their ids are returned beside the info.
+    /// sessions end at `now`).
     pub fn publish_layout(
         &self,
         layout: &Layout,
@@ -101,7 +101,7 @@ impl Store {
         based_on: Option<i64>,
         expected: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<(RevisionInfo, Vec<String>), StoreError> {
+    ) -> Result<RevisionInfo, StoreError> {
         let road_id = layout.road_id().as_str();
         let now_ms = to_ms(now);
         self.conn()?.immediate_transaction(|conn| {
@@ -261,7 +261,7 @@ impl Store {
                 bays: layout.bays.len() as i64,
                 barriers: layout.barriers.len() as i64,
             };
-            Ok((info, retired))
+            Ok(info)
         })
     }
 
