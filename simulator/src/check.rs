@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
+use kerbside::clock::rfc3339;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -166,13 +167,17 @@ impl Api {
         serde_json::from_str(&text).with_context(|| format!("GET {path_or_url}: not JSON"))
     }
 
-    fn metric(&self, name: &str) -> anyhow::Result<Option<f64>> {
+    /// The service's metrics as (name, value) for unlabelled samples.
+    fn metrics(&self) -> anyhow::Result<HashMap<String, f64>> {
         let text = self.get_text("/metrics")?;
         Ok(text
             .lines()
-            .filter_map(|l| l.strip_prefix(name))
-            .filter_map(|rest| rest.strip_prefix(' '))
-            .find_map(|v| v.trim().parse().ok()))
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (name, value) = l.split_once(' ')?;
+                Some((name.to_owned(), value.trim().parse().ok()?))
+            })
+            .collect())
     }
 }
 
@@ -194,27 +199,16 @@ fn close_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>, tol: chrono::Du
     }
 }
 
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// Waits until the service has counted `events` events, then for two of
 /// its sweeps, so that what time alone decides is decided.
 fn settle(api: &Api, events: u64, wait: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + wait;
-    let taken = || -> anyhow::Result<f64> {
-        let mut sum = 0.0;
-        for name in [
-            "kerbside_events_accepted_total",
-            "kerbside_events_duplicate_total",
-            "kerbside_events_rejected_total",
-        ] {
-            sum += api.metric(name)?.unwrap_or(0.0);
-        }
-        Ok(sum)
-    };
+    let value = |m: &HashMap<String, f64>, name: &str| m.get(name).copied().unwrap_or(0.0);
     loop {
-        let n = taken()?;
+        let m = api.metrics()?;
+        let n = value(&m, "kerbside_events_accepted_total")
+            + value(&m, "kerbside_events_duplicate_total")
+            + value(&m, "kerbside_events_rejected_total");
         if n >= events as f64 {
             break;
         }
@@ -223,8 +217,8 @@ fn settle(api: &Api, events: u64, wait: Duration) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    if let Some(s0) = api.metric("kerbside_sweeps_total")? {
-        while api.metric("kerbside_sweeps_total")?.unwrap_or(0.0) < s0 + 2.0 {
+    if let Some(&s0) = api.metrics()?.get("kerbside_sweeps_total") {
+        while value(&api.metrics()?, "kerbside_sweeps_total") < s0 + 2.0 {
             if Instant::now() > deadline {
                 bail!("the service ran no sweep within {wait:?}");
             }

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
+use kerbside::clock::rfc3339;
+use kerbside::mqtt::topics;
 use serde::Serialize;
 use serde_json::json;
 
@@ -42,7 +44,7 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
     let devices: Vec<(String, String, &str)> = (0..opts.devices)
         .map(|k| {
             let id = format!("LOAD-{k}");
-            (kerbside_topic(&id), id, bays[k % bays.len()])
+            (topics::events(&id), id, bays[k % bays.len()])
         })
         .collect();
     let start = Instant::now();
@@ -70,7 +72,7 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
             "event_id": format!("L{run}-{round}"),
             "type": kind,
             "bay_id": bay,
-            "observed_at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "observed_at": rfc3339(Utc::now()),
         });
         publisher.send(topic, body.to_string().into_bytes())?;
         n += 1;
@@ -83,8 +85,4 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
         seconds,
         rate: sent as f64 / seconds,
     })
-}
-
-fn kerbside_topic(device: &str) -> String {
-    format!("kerbside/v1/devices/{device}/events")
 }

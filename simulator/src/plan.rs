@@ -6,6 +6,7 @@
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use kerbside::domain::enforcement::limit_reached_at;
+use kerbside::mqtt::topics;
 use kerbside::spatial::gcj02::wgs84_to_gcj02;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -141,7 +142,7 @@ fn instant(ms: i64) -> DateTime<Utc> {
 }
 
 fn rfc3339(ms: i64) -> String {
-    instant(ms).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    kerbside::clock::rfc3339(instant(ms))
 }
 
 fn uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
@@ -300,14 +301,10 @@ fn finish(run: &str, device_prefix: &str, mut events: Pending) -> Vec<(i64, Valu
     events
 }
 
-fn topic(device_id: &str) -> String {
-    format!("kerbside/v1/devices/{device_id}/events")
-}
-
 fn single(device_id: &str, at: i64, body: &Value) -> Message {
     Message {
         publish_at: instant(at),
-        topic: topic(device_id),
+        topic: topics::events(device_id),
         payload: body.to_string().into_bytes(),
         events: 1,
     }
@@ -468,7 +465,7 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
             for chunk in batch.chunks(MAX_BATCH) {
                 messages.push(Message {
                     publish_at: instant(back.min(end)),
-                    topic: topic(&warden.device_id),
+                    topic: topics::events(&warden.device_id),
                     payload: Value::Array(chunk.to_vec()).to_string().into_bytes(),
                     events: chunk.len() as u64,
                 });
@@ -645,7 +642,7 @@ fn faults(
         };
         messages.push(Message {
             publish_at: instant(at),
-            topic: topic(&device),
+            topic: topics::events(&device),
             payload,
             events: 1,
         });

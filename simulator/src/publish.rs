@@ -13,24 +13,6 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 use crate::plan::Message;
 
-/// `mqtt://HOST:PORT` (the port defaults to 1883).
-pub fn parse_mqtt_url(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .with_context(|| format!("{url:?} is not an mqtt://HOST:PORT address"))?;
-    let rest = rest.trim_end_matches('/');
-    match rest.rsplit_once(':') {
-        Some((host, port)) => {
-            let port = port
-                .parse()
-                .with_context(|| format!("{url:?}: {port:?} is not a port"))?;
-            Ok((host.to_owned(), port))
-        }
-        None => Ok((rest.to_owned(), 1883)),
-    }
-}
-
 /// A QoS 1 publisher that counts the broker's acknowledgements.
 pub struct Publisher {
     client: Client,
@@ -41,7 +23,7 @@ pub struct Publisher {
 impl Publisher {
     /// Connects, and waits (up to 10 s) for the broker to accept.
     pub fn connect(url: &str, client_id: &str) -> anyhow::Result<Publisher> {
-        let (host, port) = parse_mqtt_url(url)?;
+        let (host, port) = kerbside::mqtt::parse_url(url)?;
         let mut opts = MqttOptions::new(client_id, host, port);
         opts.set_keep_alive(Duration::from_secs(30));
         opts.set_max_packet_size(512 * 1024, 512 * 1024);
