@@ -308,6 +308,8 @@ pub fn wait_until_within(what: &str, secs: u64, mut cond: impl FnMut() -> bool) 
 pub struct MqttClient {
     client: rumqttc::Client,
     incoming: mpsc::Receiver<rumqttc::Publish>,
+    /// Messages that arrived while `subscribe` waited for its probe.
+    held: std::sync::Mutex<std::collections::VecDeque<rumqttc::Publish>>,
 }
 
 impl MqttClient {
@@ -337,7 +339,11 @@ impl MqttClient {
         ready
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("connected to the broker");
-        MqttClient { client, incoming }
+        MqttClient {
+            client,
+            incoming,
+            held: Default::default(),
+        }
     }
 
     /// Subscribes at QoS 1 and waits until the broker has taken it.
@@ -354,12 +360,17 @@ impl MqttClient {
             self.client
                 .publish(&probe, rumqttc::QoS::AtLeastOnce, false, "probe")
                 .expect("publish");
-            if let Ok(p) = self
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+            while let Ok(p) = self
                 .incoming
-                .recv_timeout(std::time::Duration::from_millis(500))
-                && p.topic == probe
+                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
             {
-                return;
+                if p.topic == probe {
+                    return;
+                }
+                // A retained or live message of the new subscription: keep
+                // it for `next_on`.
+                self.held.lock().unwrap().push_back(p);
             }
         }
     }
@@ -383,6 +394,13 @@ impl MqttClient {
     pub fn next_on(&self, topic: &str) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
+            let held = self.held.lock().unwrap().pop_front();
+            if let Some(p) = held {
+                if p.topic == topic {
+                    return serde_json::from_slice(&p.payload).expect("JSON message");
+                }
+                continue;
+            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let p = self
                 .incoming
