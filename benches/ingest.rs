@@ -170,6 +170,7 @@ async fn main() {
     settings.http = "127.0.0.1:0".into();
     settings.mqtt_url = Some(broker.url());
     settings.mqtt_client_id = "kerbside-bench".into();
+    settings.devices = kerbside::devices::DeviceMode::Open;
     let app = Application::build(settings, Arc::new(SystemClock))
         .await
         .expect("kerbside starts");

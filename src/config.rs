@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::devices::DeviceMode;
 use crate::domain::auth::Role;
+use crate::domain::devices::DeviceKind;
 
 /// kerbside: kerbside parking bays, occupancy and violations for a city's roads.
 #[derive(Debug, Parser)]
@@ -33,6 +35,60 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Register, revoke and list field devices (sensors, handhelds, observers).
+    Device {
+        #[command(subcommand)]
+        action: DeviceCommand,
+    },
+}
+
+/// Device subcommands (contract section 6.1).
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its MQTT password once, alone on its line.
+    Add {
+        /// The device id: its MQTT username and the `{device_id}` of its topics.
+        #[arg(long)]
+        id: String,
+        /// What it is, and so what it may do on the broker.
+        #[arg(long, value_enum)]
+        kind: DeviceKindArg,
+        /// Who or what it is, e.g. "sensor of bay QF-S-014".
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a device: it can no longer connect, and its events are refused.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List registered devices, one a line (never a password).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// A device kind, as typed on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceKindArg {
+    Sensor,
+    Handheld,
+    Observer,
+}
+
+impl From<DeviceKindArg> for DeviceKind {
+    fn from(k: DeviceKindArg) -> DeviceKind {
+        match k {
+            DeviceKindArg::Sensor => DeviceKind::Sensor,
+            DeviceKindArg::Handheld => DeviceKind::Handheld,
+            DeviceKindArg::Observer => DeviceKind::Observer,
+        }
+    }
 }
 
 /// Token subcommands.
@@ -86,7 +142,8 @@ pub struct DatabaseArgs {
 pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Use the broker at `mqtt://HOST:PORT`; no embedded broker is started.
+    /// Use the broker at `mqtt://[USER:PASSWORD@]HOST:PORT`; no embedded
+    /// broker is started.
     #[arg(long, env = "KERBSIDE_MQTT_URL")]
     pub mqtt_url: Option<String>,
     /// Where the embedded broker listens (`HOST:PORT`). Unset, it is
@@ -126,6 +183,16 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub public_rate_per_minute: u32,
+    /// `registered`: only registered, unrevoked devices may connect to the
+    /// embedded broker and have their events stored; `open`: any device id,
+    /// as in v1 (labs, demos, test suites).
+    #[arg(
+        long,
+        env = "KERBSIDE_DEVICES",
+        value_enum,
+        default_value = "registered"
+    )]
+    pub devices: DeviceMode,
 }
 
 impl Settings {
@@ -146,6 +213,7 @@ impl Settings {
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
             public_rate_per_minute: 600,
+            devices: DeviceMode::Registered,
         }
     }
 }

@@ -93,6 +93,9 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.mqtt_listen = Some("127.0.0.1:0".into());
     settings.sweep_seconds = 1;
     settings.geodata = geodata_dir();
+    // Most tests speak as devices they never registered, as in v1; the
+    // registration tests turn it back on.
+    settings.devices = kerbside::devices::DeviceMode::Open;
     tweak(&mut settings);
     let clock = Arc::new(ManualClock::new(default_now()));
 
