@@ -162,6 +162,20 @@ impl TestApp {
         MqttClient::connect(client_id, &self.broker.0, self.broker.1)
     }
 
+    /// A registered device on the service's broker, as `user`.
+    pub fn mqtt_as(&self, client_id: &str, user: &str, password: &str) -> MqttClient {
+        MqttClient::connect_as(client_id, &self.broker.0, self.broker.1, user, password)
+    }
+
+    /// Tries to connect to the service's broker with these credentials.
+    pub fn try_mqtt(
+        &self,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<MqttClient, ConnectOutcome> {
+        MqttClient::try_connect(client_id, &self.broker.0, self.broker.1, login)
+    }
+
     /// Waits until the service reports the broker link up.
     pub fn wait_for_broker(&self) {
         wait_until("the service to connect to its broker", || {
@@ -311,71 +325,127 @@ pub fn wait_until_within(what: &str, secs: u64, mut cond: impl FnMut() -> bool) 
 pub struct MqttClient {
     client: rumqttc::Client,
     incoming: mpsc::Receiver<rumqttc::Publish>,
-    /// Messages that arrived while `subscribe` waited for its probe.
-    held: std::sync::Mutex<std::collections::VecDeque<rumqttc::Publish>>,
+    subacks: mpsc::Receiver<rumqttc::SubAck>,
+}
+
+/// How a connection attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Accepted,
+    /// The broker answered CONNACK with this refusal.
+    Refused(rumqttc::ConnectReturnCode),
+    /// The broker closed the connection without a CONNACK.
+    Closed,
 }
 
 impl MqttClient {
-    /// Connects (clean session) and starts receiving on a thread of its own.
+    /// Connects anonymously (clean session) and starts receiving on a thread of its own.
     pub fn connect(client_id: &str, host: &str, port: u16) -> MqttClient {
+        Self::try_connect(client_id, host, port, None).expect("connected to the broker")
+    }
+
+    /// Connects as `user` with `password`; panics if refused.
+    pub fn connect_as(
+        client_id: &str,
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+    ) -> MqttClient {
+        Self::try_connect(client_id, host, port, Some((user, password)))
+            .unwrap_or_else(|e| panic!("{user} could not connect: {e:?}"))
+    }
+
+    /// Tries to connect; a refusal is returned, not retried.
+    pub fn try_connect(
+        client_id: &str,
+        host: &str,
+        port: u16,
+        login: Option<(&str, &str)>,
+    ) -> Result<MqttClient, ConnectOutcome> {
         let mut options = rumqttc::MqttOptions::new(client_id, host, port);
         options.set_max_packet_size(4 << 20, 4 << 20);
+        if let Some((u, p)) = login {
+            options.set_credentials(u, p);
+        }
         let (client, mut connection) = rumqttc::Client::new(options, 1000);
         let (tx, incoming) = mpsc::channel();
+        let (sub_tx, subacks) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut connected = false;
             for event in connection.iter() {
                 match event {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                        let _ = ready_tx.send(());
+                        connected = true;
+                        let _ = ready_tx.send(ConnectOutcome::Accepted);
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         if tx.send(p).is_err() {
                             return;
                         }
                     }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                        let _ = sub_tx.send(a);
+                    }
                     Ok(_) => {}
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        let _ = ready_tx.send(ConnectOutcome::Refused(code));
+                        return;
+                    }
+                    Err(_) if !connected => {
+                        let _ = ready_tx.send(ConnectOutcome::Closed);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
                 }
             }
         });
-        ready
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("connected to the broker");
-        MqttClient {
-            client,
-            incoming,
-            held: Default::default(),
+        match ready.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(ConnectOutcome::Accepted) => Ok(MqttClient {
+                client,
+                incoming,
+                subacks,
+            }),
+            Ok(other) => Err(other),
+            Err(_) => Err(ConnectOutcome::Closed),
         }
     }
 
     /// Subscribes at QoS 1 and waits until the broker has taken it.
     pub fn subscribe(&self, filter: &str) {
+        assert!(
+            self.try_subscribe(filter),
+            "the broker refused the subscription to {filter}"
+        );
+    }
+
+    /// Subscribes at QoS 1; whether the broker granted it (by its SUBACK).
+    pub fn try_subscribe(&self, filter: &str) -> bool {
         self.client
             .subscribe(filter, rumqttc::QoS::AtLeastOnce)
             .expect("subscribe");
-        // A round trip through our own topic proves the subscription is live.
-        let probe = format!("kerbside-test/probe/{}", rand_suffix());
-        self.client
-            .subscribe(&probe, rumqttc::QoS::AtLeastOnce)
-            .expect("subscribe");
-        loop {
-            self.client
-                .publish(&probe, rumqttc::QoS::AtLeastOnce, false, "probe")
-                .expect("publish");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-            while let Ok(p) = self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            {
-                if p.topic == probe {
-                    return;
-                }
-                // A retained or live message of the new subscription: keep
-                // it for `next_on`.
-                self.held.lock().unwrap().push_back(p);
-            }
+        let ack = self
+            .subacks
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a SUBACK within 10 s");
+        matches!(
+            ack.return_codes.as_slice(),
+            [rumqttc::SubscribeReasonCode::Success(_)]
+        )
+    }
+
+    /// Every message that arrives within `window`, on any topic.
+    pub fn drain(&self, window: std::time::Duration) -> Vec<rumqttc::Publish> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + window;
+        while let Ok(p) = self
+            .incoming
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            out.push(p);
         }
+        out
     }
 
     /// Publishes `payload` at QoS 1 to `topic`.
@@ -397,13 +467,6 @@ impl MqttClient {
     pub fn next_on(&self, topic: &str) -> Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
-            let held = self.held.lock().unwrap().pop_front();
-            if let Some(p) = held {
-                if p.topic == topic {
-                    return serde_json::from_slice(&p.payload).expect("JSON message");
-                }
-                continue;
-            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let p = self
                 .incoming
