@@ -10,7 +10,7 @@ use kerbside::clock::ManualClock;
 use kerbside::config::Settings;
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::store::Store;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The repository's shipped geodata.
 pub fn geodata_dir() -> PathBuf {
@@ -269,6 +269,32 @@ impl TestApp {
         Self::read(req.send(body).expect("POST"))
     }
 
+    /// DELETE `path` as the holder of `token`.
+    pub fn delete_as(&self, path: &str, token: &str) -> Reply {
+        Self::read(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+                .expect("DELETE"),
+        )
+    }
+
+    /// Registers a device through the admin API; returns its password.
+    pub fn register_device(&self, admin: &str, device_id: &str, kind: &str) -> String {
+        let r = self.post_as(
+            "/v1/devices",
+            admin,
+            &json!({"device_id": device_id, "kind": kind, "name": format!("test {kind}")})
+                .to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["password"]
+            .as_str()
+            .expect("a password")
+            .to_owned()
+    }
+
     /// PUT `body` with `content_type` (and `If-Match` when given) as the holder of `token`.
     pub fn put_as(
         &self,
@@ -326,6 +352,8 @@ pub struct MqttClient {
     client: rumqttc::Client,
     incoming: mpsc::Receiver<rumqttc::Publish>,
     subacks: mpsc::Receiver<rumqttc::SubAck>,
+    /// Whether the connection is up (false once the broker closed it).
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a connection attempt ended.
@@ -372,12 +400,18 @@ impl MqttClient {
         let (tx, incoming) = mpsc::channel();
         let (sub_tx, subacks) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let up = alive.clone();
         std::thread::spawn(move || {
             let mut connected = false;
             for event in connection.iter() {
+                if event.is_err() {
+                    up.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 match event {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
                         connected = true;
+                        up.store(true, std::sync::atomic::Ordering::Relaxed);
                         let _ = ready_tx.send(ConnectOutcome::Accepted);
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
@@ -406,10 +440,16 @@ impl MqttClient {
                 client,
                 incoming,
                 subacks,
+                alive,
             }),
             Ok(other) => Err(other),
             Err(_) => Err(ConnectOutcome::Closed),
         }
+    }
+
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Subscribes at QoS 1 and waits until the broker has taken it.
@@ -455,6 +495,13 @@ impl MqttClient {
             .expect("publish");
     }
 
+    /// Publishes `payload` at QoS 1 to `topic`, retained.
+    pub fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
+            .expect("publish");
+    }
+
     /// Publishes a JSON payload to a device's events topic.
     pub fn send_events(&self, device: &str, payload: &Value) {
         self.publish(
@@ -487,6 +534,35 @@ impl MqttClient {
             }
         }
     }
+}
+
+/// An anonymous MQTT client whose broker acknowledgements (PUBACKs) are
+/// told on the returned channel, one `()` each.
+pub fn acking_client(host: &str, port: u16) -> (rumqttc::Client, mpsc::Receiver<()>) {
+    let options = rumqttc::MqttOptions::new(format!("acking-{}", rand_suffix()), host, port);
+    let (client, mut connection) = rumqttc::Client::new(options, 100);
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready) = mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    });
+    ready
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("connected to the broker");
+    (client, rx)
 }
 
 /// A short random suffix for unique names.

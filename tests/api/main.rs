@@ -5,6 +5,7 @@
 mod auth;
 mod brokers;
 mod cli;
+mod devices;
 mod docs;
 mod geodata;
 mod helpers;
