@@ -12,3 +12,6 @@ pub mod layout;
 pub mod occupancy;
 pub mod validate;
 pub mod violations;
+
+#[cfg(test)]
+pub(crate) mod props;

@@ -19,6 +19,8 @@ mod health;
 mod layouts;
 mod metrics;
 pub mod problem;
+#[cfg(test)]
+mod props;
 pub mod public;
 mod roads;
 mod sessions;
