@@ -221,6 +221,9 @@ struct Router {
     sessions: HashMap<SessionKey, Session>,
     /// Subscribers per filter.
     filters: HashMap<String, HashSet<SessionKey>>,
+    /// The filters above with a wildcard: a publish is matched against
+    /// these one by one, and against the others by a single lookup.
+    wildcards: HashSet<String>,
     retained: BTreeMap<Arc<str>, Bytes>,
     /// Deliveries to kerbside still to be acknowledged, per held publish.
     holds: HashMap<(ConnId, u16), usize>,
@@ -228,8 +231,9 @@ struct Router {
 }
 
 impl Router {
-    /// Routes a publish that passed the rules; returns how many copies hold
-    /// its sender's acknowledgement.
+    /// Routes a publish that passed the rules to every matching session.
+    /// Copies for kerbside hold `origin`'s acknowledgement until kerbside
+    /// has acknowledged them all; with none, it is acknowledged at once.
     fn route(
         &mut self,
         topic: &str,
@@ -247,19 +251,23 @@ impl Router {
             }
         }
         let mut targets: HashMap<SessionKey, QoS> = HashMap::new();
-        for (filter, keys) in &self.filters {
-            if matches(filter, &topic) {
-                for key in keys {
-                    let granted = self
-                        .sessions
-                        .get(key)
-                        .and_then(|s| s.subscriptions.get(filter))
-                        .copied()
-                        .unwrap_or(QoS::AtMostOnce);
-                    let best = targets.entry(key.clone()).or_insert(granted);
-                    if granted as u8 > *best as u8 {
-                        *best = granted;
-                    }
+        let exact = self.filters.get_key_value(&*topic);
+        let wild = self
+            .wildcards
+            .iter()
+            .filter(|f| matches(f, &topic))
+            .filter_map(|f| self.filters.get_key_value(f));
+        for (filter, keys) in exact.into_iter().chain(wild) {
+            for key in keys {
+                let granted = self
+                    .sessions
+                    .get(key)
+                    .and_then(|s| s.subscriptions.get(filter))
+                    .copied()
+                    .unwrap_or(QoS::AtMostOnce);
+                let best = targets.entry(key.clone()).or_insert(granted);
+                if granted as u8 > *best as u8 {
+                    *best = granted;
                 }
             }
         }
@@ -328,10 +336,10 @@ impl Router {
             return;
         };
         session.subscriptions.insert(filter.to_owned(), qos);
-        self.filters
-            .entry(filter.to_owned())
-            .or_default()
-            .insert(key.clone());
+        self.add_subscriber(filter, key);
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
         let retained: Vec<(Arc<str>, Bytes)> = self
             .retained
             .iter()
@@ -353,10 +361,25 @@ impl Router {
         if let Some(s) = self.sessions.get_mut(key) {
             s.subscriptions.remove(filter);
         }
+        self.drop_subscriber(filter, key);
+    }
+
+    fn add_subscriber(&mut self, filter: &str, key: &SessionKey) {
+        self.filters
+            .entry(filter.to_owned())
+            .or_default()
+            .insert(key.clone());
+        if filter.contains(['+', '#']) {
+            self.wildcards.insert(filter.to_owned());
+        }
+    }
+
+    fn drop_subscriber(&mut self, filter: &str, key: &SessionKey) {
         if let Some(keys) = self.filters.get_mut(filter) {
             keys.remove(key);
             if keys.is_empty() {
                 self.filters.remove(filter);
+                self.wildcards.remove(filter);
             }
         }
     }
@@ -366,12 +389,7 @@ impl Router {
             return;
         };
         for filter in session.subscriptions.keys() {
-            if let Some(keys) = self.filters.get_mut(filter) {
-                keys.remove(key);
-                if keys.is_empty() {
-                    self.filters.remove(filter);
-                }
-            }
+            self.drop_subscriber(filter, key);
         }
         if let Some(link) = &session.link {
             let _ = link.tx.send(Command::Close);
@@ -542,11 +560,7 @@ pub fn start(
         .subscriptions
         .insert(topics::EVENTS_FILTER.to_owned(), QoS::AtLeastOnce);
     router.sessions.insert(key.clone(), session);
-    router
-        .filters
-        .entry(topics::EVENTS_FILTER.to_owned())
-        .or_default()
-        .insert(key);
+    router.add_subscriber(topics::EVENTS_FILTER, &key);
     let router = Arc::new(Mutex::new(router));
 
     let mut revoked = registry.revocations();

@@ -26,6 +26,8 @@ use crate::domain::occupancy::BayStatus;
 use crate::ingest::{Ingestor, Message};
 
 pub mod broker;
+#[cfg(test)]
+mod props;
 pub mod topics;
 
 /// Most messages committed in one transaction.
