@@ -121,6 +121,20 @@ impl Application {
         let (host, mqtt_port, credentials) = match &settings.mqtt_url {
             Some(url) => {
                 let u = mqtt::parse_broker_url(url)?;
+                // A broker that wants credentials may be a Mosquitto that
+                // `kerbside mosquitto-conf` configured: keep its clients in
+                // step with the registry.
+                if let Some(credentials) = &u.credentials {
+                    mqtt::dynsec::spawn(
+                        mqtt::dynsec::AdminConfig {
+                            host: u.host.clone(),
+                            port: u.port,
+                            client_id: format!("{client_id}-admin"),
+                            credentials: credentials.clone(),
+                        },
+                        store.clone(),
+                    );
+                }
                 (u.host, u.port, u.credentials)
             }
             None => {

@@ -40,6 +40,22 @@ pub enum Command {
         #[command(subcommand)]
         action: DeviceCommand,
     },
+    /// Write a Mosquitto 2 configuration that enforces device access, and
+    /// print the --mqtt-url kerbside must then be given, alone on its line.
+    MosquittoConf {
+        /// Directory for `mosquitto.conf` and the broker's state (`data/`);
+        /// an existing configuration there is replaced.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where Mosquitto listens (`HOST:PORT`).
+        #[arg(long)]
+        listen: String,
+        /// Mosquitto's dynamic-security plugin.
+        #[arg(long, default_value = crate::mqtt::mosquitto_conf::DEFAULT_DYNSEC_PLUGIN)]
+        dynsec_plugin: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 /// Device subcommands (contract section 6.1).

@@ -51,6 +51,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Device { action }) => device(action),
+        Some(Command::MosquittoConf {
+            out,
+            listen,
+            dynsec_plugin,
+            database,
+        }) => {
+            use kerbside::mqtt::mosquitto_conf::{self, Listen};
+            let listen = Listen::parse(&listen)?;
+            let store = Store::open(&database.database_url)?;
+            let devices = store.devices().context("cannot read the device registry")?;
+            let written = mosquitto_conf::write(&out, &listen, &dynsec_plugin, &devices)?;
+            eprintln!(
+                "wrote {}; start the broker with: mosquitto -c {}",
+                written.conf.display(),
+                written.conf.display()
+            );
+            println!("{}", written.url);
+            Ok(())
+        }
     }
 }
 

@@ -11,6 +11,10 @@
 //! the batch holding them is committed, so a crash before that makes the
 //! broker redeliver them, and the `(device_id, event_id)` key turns the
 //! redelivery into a duplicate. Only this module imports rumqttc.
+//!
+//! On a Mosquitto configured by `kerbside mosquitto-conf`
+//! ([`mosquitto_conf`]), [`dynsec`] keeps the broker's clients in step with
+//! the device registry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,12 +30,18 @@ use crate::domain::occupancy::BayStatus;
 use crate::ingest::{Ingestor, Message};
 
 pub mod broker;
+pub mod dynsec;
+pub mod mosquitto_conf;
 #[cfg(test)]
 mod props;
 pub mod topics;
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH_MESSAGES: usize = 1000;
+/// Most QoS 1 messages the broker may send kerbside before it acknowledges
+/// them: the window the ingest client announces, and the one
+/// `kerbside mosquitto-conf` gives Mosquitto.
+pub const INFLIGHT_MESSAGES: u16 = 1000;
 /// Largest packet the client accepts from the broker, bytes. Larger
 /// payloads than the 256 KiB event limit still arrive, to be rejected with
 /// a reason; cap message size at the broker above this.
@@ -161,7 +171,7 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_inflight(1000)
+        .set_inflight(INFLIGHT_MESSAGES)
         .set_request_channel_capacity(65_536);
     if let Some((user, pass)) = &config.credentials {
         options.set_credentials(user.clone(), pass.clone());

@@ -35,6 +35,19 @@ pub const BAY_STATES_FILTER: &str = "kerbside/v1/bays/+/state";
 /// Everything under this prefix is kerbside's to publish.
 pub const BAYS_PREFIX: &str = "kerbside/v1/bays/";
 
+/// The filter matching every device's rejections topic (kerbside publishes
+/// there).
+pub const REJECTIONS_FILTER: &str = "kerbside/v1/devices/+/rejections";
+
+/// Where Mosquitto's dynamic-security plugin takes commands.
+pub const DYNSEC_COMMANDS: &str = "$CONTROL/dynamic-security/v1";
+
+/// Where Mosquitto's dynamic-security plugin answers them.
+pub const DYNSEC_RESPONSES: &str = "$CONTROL/dynamic-security/v1/response";
+
+/// The filter for everything the dynamic-security plugin listens on.
+pub const DYNSEC_FILTER: &str = "$CONTROL/dynamic-security/#";
+
 /// Whether `topic` is a rejections topic (kerbside's to publish).
 fn is_rejections(topic: &str) -> bool {
     topic

@@ -13,6 +13,7 @@ mod ingest;
 mod kill;
 mod layout;
 mod mosquitto;
+mod mosquitto_auth;
 mod planning;
 mod public;
 mod roads;
