@@ -9,7 +9,7 @@ use kerbside_sim::plan::{Faults, Params};
 use kerbside_sim::register::Registrar;
 use kerbside_sim::truth;
 
-use crate::helpers::{TestApp, geodata_dir, spawn_app};
+use crate::helpers::{TestApp, geodata_dir, spawn_app, spawn_app_with};
 
 /// Saturday 20:00 in Jiaxing: the window is a busy weekend afternoon and
 /// evening, inside the enforced hours.
@@ -118,4 +118,35 @@ fn a_hard_day_loses_nothing_and_invents_nothing() {
     assert_eq!(report.overstay_precision, Some(1.0), "{report:?}");
     assert_eq!(report.outside_bay_recall, Some(1.0), "{report:?}");
     assert!(app.metric("kerbside_events_rejected_total") > 10.0);
+}
+
+#[test]
+fn a_street_of_registered_devices_is_reported_exactly() {
+    let app = spawn_app_with(|s| s.devices = kerbside::devices::DeviceMode::Registered);
+    let admin = app.token(Role::Admin);
+    let report = simulate_and_check(
+        &app,
+        2.0,
+        11,
+        Faults {
+            duplicates: 0.05,
+            reorder: 0.05,
+            ..Faults::default()
+        },
+        Some(admin.clone()),
+    );
+    assert_eq!(report.bays_compared, 136);
+    assert_eq!(report.end_state_agreement, Some(1.0), "{report:?}");
+    assert!(report.full_agreement(), "{report:?}");
+    // Every event came from a device the service knew.
+    assert_eq!(
+        app.metric("kerbside_events_rejected_by_reason_total{reason=\"unknown_device\"}"),
+        0.0
+    );
+    assert!(app.metric("kerbside_events_accepted_total") > 500.0);
+    // The street's 136 sensors and 12 handhelds, each registered by the run.
+    let devices = app.get_as("/v1/devices", &admin).json();
+    let devices = devices["devices"].as_array().expect("a device list");
+    let kind = |k: &str| devices.iter().filter(|d| d["kind"] == k).count();
+    assert_eq!((kind("sensor"), kind("handheld")), (136, 12));
 }
