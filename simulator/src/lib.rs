@@ -21,11 +21,17 @@ pub mod truth;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use crate::plan::{Params, Plan};
 use crate::register::Registrar;
 use crate::truth::Truth;
+
+/// Said of a failed anonymous connection: a refusal most likely means
+/// that the service admits only registered devices.
+pub(crate) const ANONYMOUS: &str = "connecting anonymously (only a service started with \
+    --devices open admits that; give an admin's --token to register the devices)";
 
 /// Simulates and publishes a window, then writes its truth to `truth_file`.
 /// `speed` is street seconds per wall-clock second; `progress` hears of
@@ -53,7 +59,7 @@ pub fn run(
         Some(r) => publish::Publisher::connect_devices(mqtt_url, &r.register(&plan.devices)?)?,
         None => {
             let client_id = format!("kerbside-sim-{}-{}", params.seed, std::process::id());
-            publish::Publisher::connect(mqtt_url, &client_id)?
+            publish::Publisher::connect(mqtt_url, &client_id).context(ANONYMOUS)?
         }
     };
     let mut hour = plan.started_at;

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
 use kerbside::clock::rfc3339;
 use kerbside::domain::devices::DeviceKind;
@@ -58,7 +59,8 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
         .collect();
     let mut publisher = match &opts.registrar {
         Some(r) => Publisher::connect_devices(&opts.mqtt_url, &r.register(&sensors)?)?,
-        None => Publisher::connect(&opts.mqtt_url, &format!("kerbside-load-{run}"))?,
+        None => Publisher::connect(&opts.mqtt_url, &format!("kerbside-load-{run}"))
+            .context(crate::ANONYMOUS)?,
     };
     let devices: Vec<(String, &str)> = sensors
         .iter()
