@@ -109,6 +109,9 @@ fn event_payload(i: usize, bays: &[String], start: chrono::DateTime<Utc>) -> (St
     (format!("kerbside/v1/devices/bench-{bay}/events"), body)
 }
 
+/// Device connections publishing to the embedded broker.
+const DEVICE_CONNECTIONS: usize = 4;
+
 async fn publish_all(client: &AsyncClient, payloads: Vec<(String, String)>) {
     for (topic, body) in payloads {
         client
@@ -292,14 +295,25 @@ async fn main() {
     while !embedded_state.mqtt.is_connected() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (device, device_loop) = AsyncClient::new(options("bench-device", embedded_port), 10_000);
-    drive(device_loop, None);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let payloads: Vec<(String, String)> = (0..a.events)
-        .map(|i| event_payload(i, &bays, start))
+    // A street's devices are many connections, each waiting for its own
+    // acknowledgements: a few publishers share the events.
+    let devices: Vec<AsyncClient> = (0..DEVICE_CONNECTIONS)
+        .map(|k| {
+            let (c, l) =
+                AsyncClient::new(options(&format!("bench-device-{k}"), embedded_port), 10_000);
+            drive(l, None);
+            c
+        })
         .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut shares: Vec<Vec<(String, String)>> = vec![Vec::new(); DEVICE_CONNECTIONS];
+    for i in 0..a.events {
+        shares[i % DEVICE_CONNECTIONS].push(event_payload(i, &bays, start));
+    }
     let t0 = Instant::now();
-    tokio::spawn(async move { publish_all(&device, payloads).await });
+    for (device, share) in devices.into_iter().zip(shares) {
+        tokio::spawn(async move { publish_all(&device, share).await });
+    }
     while embedded_state
         .metrics
         .events_accepted
@@ -310,7 +324,7 @@ async fn main() {
     }
     let embedded = a.events as f64 / t0.elapsed().as_secs_f64();
     println!(
-        "kerbside durable ingest, embedded broker: {embedded:>9.0} events/s ({} events, {} transactions, {:.2}x through Mosquitto)",
+        "kerbside durable ingest, embedded broker: {embedded:>9.0} events/s ({} events from {DEVICE_CONNECTIONS} connections, {} transactions, {:.2}x through Mosquitto)",
         a.events,
         embedded_state.metrics.batches.load(Ordering::Relaxed),
         embedded / durable
