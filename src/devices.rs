@@ -149,13 +149,17 @@ impl Registry {
     }
 
     /// The device's entry: from the cache, else from the store (blocking).
-    fn entry(&self, id: &str) -> Result<Option<Entry>, StoreError> {
+    /// With `recent_misses`, an id the store did not know a moment ago is
+    /// not looked up again (ingest, where a flood of made-up ids could cost
+    /// a lookup a message); a connection attempt always looks, so a device
+    /// registered a second after a refusal connects at once.
+    fn entry(&self, id: &str, recent_misses: bool) -> Result<Option<Entry>, StoreError> {
         {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = known.devices.get(id) {
                 return Ok(Some(e.clone()));
             }
-            if known.misses.get(id).is_some_and(|t| t.elapsed() < MISS_TTL) {
+            if recent_misses && known.misses.get(id).is_some_and(|t| t.elapsed() < MISS_TTL) {
                 return Ok(None);
             }
         }
@@ -194,7 +198,7 @@ impl Registry {
             return Some(Principal::Guest);
         }
         let username = username?;
-        let entry = match self.entry(username) {
+        let entry = match self.entry(username, false) {
             Ok(e) => e?,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check a device's credentials; refusing it");
@@ -219,7 +223,7 @@ impl Registry {
             return Ok(true);
         }
         Ok(self
-            .entry(device.as_str())?
+            .entry(device.as_str(), true)?
             .is_some_and(|e| !e.revoked && e.kind.sends_events()))
     }
 
@@ -296,6 +300,21 @@ mod tests {
         assert_eq!(reg.authenticate(None, None), None);
         assert_eq!(reg.authenticate(Some("ghost"), Some(&pw.secret)), None);
         assert!(!reg.admits(&DeviceId::parse("ghost").unwrap()).unwrap());
+        // Refused a moment ago, registered now: it connects at once.
+        let ghost = DeviceId::parse("ghost").unwrap();
+        let gpw = generate_password();
+        store
+            .create_device(
+                &ghost,
+                DeviceKind::Sensor,
+                "late",
+                &gpw.secret,
+                &gpw.digest,
+                now(),
+            )
+            .unwrap();
+        assert!(reg.authenticate(Some("ghost"), Some(&gpw.secret)).is_some());
+        assert!(reg.admits(&ghost).unwrap());
 
         let mut revoked = reg.revocations();
         store.revoke_device(&id, now()).unwrap();
