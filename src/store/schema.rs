@@ -82,6 +82,7 @@ diesel::table! {
         detail -> Text,
         payload -> Nullable<Text>,
         received_at_ms -> BigInt,
+        once_key -> Nullable<Text>,
     }
 }
 
