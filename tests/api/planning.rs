@@ -382,6 +382,43 @@ fn a_removed_bay_is_retired_its_session_ends_and_its_events_are_refused() {
 }
 
 #[test]
+fn a_retired_bays_retained_state_is_cleared() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let planner = app.token(Role::Planner);
+    let topic = "kerbside/v1/bays/QF-S-067/state";
+    let watcher = app.mqtt("watch-retire");
+    watcher.subscribe(topic);
+    let s = app.mqtt("s-retire-state");
+    s.send_events(
+        "s-retire-state",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-5), "bay_id": "QF-S-067"}),
+    );
+    watcher.wait_on(topic, |v| v["status"] == "occupied");
+
+    let mut fc = export(&app);
+    fc["features"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["id"] != "QF-S-067");
+    assert_eq!(put(&app, &planner, &fc, "", None).status, 200);
+
+    let cleared = watcher.next_payload_on(topic, std::time::Duration::from_secs(10));
+    assert_eq!(
+        cleared.as_deref(),
+        Some(&b""[..]),
+        "an empty retained message"
+    );
+    let fresh = app.mqtt("fresh-retire");
+    fresh.subscribe(topic);
+    assert_eq!(
+        fresh.next_payload_on(topic, std::time::Duration::from_millis(500)),
+        None,
+        "a new subscriber is told nothing of a retired bay"
+    );
+}
+
+#[test]
 fn a_put_to_a_new_road_creates_it() {
     let app = spawn_app();
     let planner = app.token(Role::Planner);
