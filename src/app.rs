@@ -144,7 +144,8 @@ impl Application {
             metrics,
             mqtt: link,
             timezone: settings.timezone,
-            limiter: http::public::RateLimiter::new(settings.public_rate_per_minute),
+            limiter: http::public::RateLimiter::new(settings.public_rate_per_minute)
+                .trusting(settings.trusted_proxies.clone()),
         });
 
         let data = state.clone();

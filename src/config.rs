@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 
 use crate::domain::auth::Role;
 
@@ -49,6 +50,27 @@ pub enum TokenCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+/// Parses a comma-separated list of [`parse_network`]s; blank entries are
+/// skipped, so an empty list is no network.
+fn parse_networks(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(parse_network)
+        .collect()
+}
+
+/// Parses a network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`), or one
+/// address as a network of one host.
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("{s:?} is not a network in CIDR form (like 10.0.0.0/8 or 2001:db8::/32) nor an address")
+        })
 }
 
 /// A role, as typed on the command line.
@@ -126,6 +148,15 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub public_rate_per_minute: u32,
+    /// Networks of the reverse proxies in front of kerbside (`CIDR,...`;
+    /// an address alone is one host). Only a request from one of them has
+    /// its `X-Forwarded-For` believed, for the public rate limit; empty (the
+    /// default): the peer address always counts.
+    // `::std::vec::Vec`: one value holding the whole list, so that an empty
+    // KERBSIDE_TRUSTED_PROXIES means none rather than a bad network.
+    #[arg(long, env = "KERBSIDE_TRUSTED_PROXIES", value_name = "CIDR,...",
+          default_value = "", hide_default_value = true, value_parser = parse_networks)]
+    pub trusted_proxies: ::std::vec::Vec<IpNet>,
 }
 
 impl Settings {
@@ -146,6 +177,7 @@ impl Settings {
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
             public_rate_per_minute: 600,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -189,6 +221,34 @@ mod tests {
         assert_eq!(s.database.database_url, "sqlite://x.db");
         assert_eq!(s.mqtt_url.as_deref(), Some("mqtt://127.0.0.1:1883"));
         assert_eq!(s.mqtt_client_id, "k2");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let cli = Cli::try_parse_from([
+            "kerbside",
+            "serve",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7,2001:db8::/32",
+        ])
+        .unwrap();
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("not serve")
+        };
+        let nets: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"]);
+        assert!(Settings::defaults().trusted_proxies.is_empty());
+        let none = Cli::try_parse_from(["kerbside", "serve", "--trusted-proxies", ""]).unwrap();
+        let Some(Command::Serve(s)) = none.command else {
+            panic!("not serve")
+        };
+        assert!(s.trusted_proxies.is_empty());
+        let cli = Cli::try_parse_from(["kerbside"]).unwrap();
+        assert!(cli.serve.trusted_proxies.is_empty());
+        let err = Cli::try_parse_from(["kerbside", "serve", "--trusted-proxies", "10.0.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/33") && err.contains("CIDR"), "{err}");
     }
 
     #[test]

@@ -226,6 +226,17 @@ impl TestApp {
         )
     }
 
+    /// GET `path` with `X-Forwarded-For: <forwarded_for>`, as through a proxy.
+    pub fn get_forwarded(&self, path: &str, forwarded_for: &str) -> Reply {
+        Self::read(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("X-Forwarded-For", forwarded_for)
+                .call()
+                .expect("GET"),
+        )
+    }
+
     /// GET `path` with `Authorization: <authorization>`.
     pub fn get_with(&self, path: &str, authorization: &str) -> Reply {
         Self::read(
