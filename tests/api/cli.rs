@@ -231,3 +231,21 @@ fn with_no_broker_flags_the_embedded_broker_finds_a_port_even_if_1883_is_taken()
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let (_dir, db) = fresh_store();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kerbside"))
+        .args(["serve", "--database-url", &db, "--http", &addr, "--geodata"])
+        .arg(geodata_dir())
+        .env("KERBSIDE_LOG", "info")
+        .env("KERBSIDE_MQTT_LISTEN", "127.0.0.1:0")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loaded geodata"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+}
