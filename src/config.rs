@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
@@ -47,9 +48,43 @@ pub enum TokenCommand {
         /// Who or what holds it (shown in audit trails, e.g. a warden's name).
         #[arg(long)]
         name: String,
+        /// The token stops working this many days (of 24 hours) from now;
+        /// without this or --expires-at it lasts until revoked.
+        #[arg(long, value_name = "DAYS", conflicts_with = "expires_at",
+              value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        expires_in_days: Option<u32>,
+        /// The token stops working at this instant (RFC 3339 with an
+        /// offset, e.g. 2027-06-30T18:00:00+08:00).
+        #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+        expires_at: Option<DateTime<Utc>>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List the API tokens (never a token or its hash).
+    ///
+    /// One line per token after a header, tab-separated: name, role,
+    /// created, expires and revoked (RFC 3339, `-` for none).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke every unrevoked token with this name; fails if there is none.
+    Revoke {
+        /// The name the tokens were created with (`token create --name`).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Parses an RFC 3339 instant with an offset.
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 instant with an offset (like 2027-06-30T18:00:00+08:00): {e}")
+        })
 }
 
 /// Parses a comma-separated list of [`parse_network`]s; blank entries are
@@ -249,6 +284,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("10.0.0.0/33") && err.contains("CIDR"), "{err}");
+    }
+
+    #[test]
+    fn a_token_expires_in_days_or_at_an_instant_not_both() {
+        let create = [
+            "kerbside", "token", "create", "--role", "admin", "--name", "a",
+        ];
+        let with = |extra: &[&str]| Cli::try_parse_from(create.iter().chain(extra));
+        assert!(with(&["--expires-in-days", "30"]).is_ok());
+        assert!(with(&["--expires-at", "2027-06-30T18:00:00+08:00"]).is_ok());
+        assert!(with(&["--expires-at", "2027-06-30"]).is_err());
+        assert!(with(&["--expires-in-days", "0"]).is_err());
+        assert!(
+            with(&[
+                "--expires-in-days",
+                "1",
+                "--expires-at",
+                "2027-06-30T18:00:00Z"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

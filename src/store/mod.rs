@@ -26,7 +26,7 @@ mod violations;
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use sessions::{SessionCursor, SessionRecord};
-pub use tokens::TokenRecord;
+pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{
     ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationRecord,
 };

@@ -149,6 +149,7 @@ diesel::table! {
         token_hash -> Text,
         created_at_ms -> BigInt,
         revoked_at_ms -> Nullable<BigInt>,
+        expires_at_ms -> Nullable<BigInt>,
     }
 }
 
