@@ -433,6 +433,8 @@ fn start_service(db: &Path, dir: &Path, log: Option<&str>, mqtt_url: &str) -> (S
         .arg(&empty)
         .arg("--public-rate-per-minute")
         .arg("1000000000")
+        .arg("--devices")
+        .arg("open")
         .stdout(Stdio::null())
         .stderr(log_file);
     if let Some(filter) = log {

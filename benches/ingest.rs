@@ -1,6 +1,7 @@
 //! Ingest benchmark: durable events/s beside a bare MQTT subscriber on the
 //! same broker in the same run, then publish-to-visible latency at a fixed
-//! rate.
+//! rate, then the same durable ingest through the embedded broker (whose
+//! acknowledgements to the publisher wait for kerbside's commits).
 //!
 //! ```sh
 //! cargo bench --bench ingest                      # private Mosquitto, 20,000 events
@@ -170,6 +171,7 @@ async fn main() {
     settings.http = "127.0.0.1:0".into();
     settings.mqtt_url = Some(broker.url());
     settings.mqtt_client_id = "kerbside-bench".into();
+    settings.devices = kerbside::devices::DeviceMode::Open;
     let app = Application::build(settings, Arc::new(SystemClock))
         .await
         .expect("kerbside starts");
@@ -272,10 +274,52 @@ async fn main() {
         latencies.len(),
         n
     );
+
+    // 4. The same durable ingest, flat out, through the embedded broker: a
+    // second kerbside on a fresh store, publishing as a device would.
+    let mut settings = Settings::defaults();
+    settings.database.database_url =
+        format!("sqlite://{}", dir.path().join("embedded.db").display());
+    settings.http = "127.0.0.1:0".into();
+    settings.mqtt_listen = Some("127.0.0.1:0".into());
+    settings.devices = kerbside::devices::DeviceMode::Open;
+    let app = Application::build(settings, Arc::new(SystemClock))
+        .await
+        .expect("kerbside starts on the embedded broker");
+    let embedded_state = app.state();
+    let embedded_port = app.mqtt_port();
+    tokio::spawn(app.run());
+    while !embedded_state.mqtt.is_connected() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (device, device_loop) = AsyncClient::new(options("bench-device", embedded_port), 10_000);
+    drive(device_loop, None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let payloads: Vec<(String, String)> = (0..a.events)
+        .map(|i| event_payload(i, &bays, start))
+        .collect();
+    let t0 = Instant::now();
+    tokio::spawn(async move { publish_all(&device, payloads).await });
+    while embedded_state
+        .metrics
+        .events_accepted
+        .load(Ordering::Relaxed)
+        < a.events as u64
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let embedded = a.events as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "kerbside durable ingest, embedded broker: {embedded:>9.0} events/s ({} events, {} transactions, {:.2}x through Mosquitto)",
+        a.events,
+        embedded_state.metrics.batches.load(Ordering::Relaxed),
+        embedded / durable
+    );
     println!(
         "{}",
         serde_json::json!({"bare_msgs_per_s": bare.round(), "durable_events_per_s": durable.round(),
             "ratio": (durable / bare * 100.0).round() / 100.0, "rate": a.rate,
-            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0)})
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+            "embedded_events_per_s": embedded.round()})
     );
 }

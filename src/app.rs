@@ -10,6 +10,7 @@ use chrono::Duration;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::devices::{DeviceMode, Registry};
 use crate::geodata::{GeodataError, load_dir};
 use crate::http::{self, AppState};
 use crate::ingest::Ingestor;
@@ -102,18 +103,58 @@ impl Application {
         let street = Arc::new(street);
         let metrics = Arc::new(Metrics::default());
 
-        let (host, mqtt_port) = match &settings.mqtt_url {
-            Some(url) => mqtt::parse_url(url)?,
+        let mode = settings.devices;
+        let reg_store = store.clone();
+        let devices = tokio::task::spawn_blocking(move || Registry::load(reg_store, mode))
+            .await
+            .map_err(|e| StartError::Task(e.to_string()))??;
+        let devices = Arc::new(devices);
+        devices.spawn_reloader();
+        if mode == DeviceMode::Open {
+            tracing::warn!(
+                "--devices open: any client may connect and send as any device; \
+                for labs, demos and test suites only"
+            );
+        }
+
+        let client_id = settings.mqtt_client_id.clone();
+        let (host, mqtt_port, credentials) = match &settings.mqtt_url {
+            Some(url) => {
+                let u = mqtt::parse_broker_url(url)?;
+                // A broker that wants credentials may be a Mosquitto that
+                // `kerbside mosquitto-conf` configured: keep its clients in
+                // step with the registry.
+                if let Some(credentials) = &u.credentials {
+                    mqtt::dynsec::spawn(
+                        mqtt::dynsec::AdminConfig {
+                            host: u.host.clone(),
+                            port: u.port,
+                            client_id: format!("{client_id}-admin"),
+                            credentials: credentials.clone(),
+                        },
+                        store.clone(),
+                    );
+                }
+                (u.host, u.port, u.credentials)
+            }
             None => {
-                let addr = match &settings.mqtt_listen {
-                    Some(listen) => mqtt::broker::start(listen)?,
-                    None => mqtt::broker::start(mqtt::broker::DEFAULT_LISTEN).or_else(|e| {
+                let start = |listen: &str| mqtt::broker::start(listen, devices.clone(), &client_id);
+                let broker = match &settings.mqtt_listen {
+                    Some(listen) => start(listen)?,
+                    None => start(mqtt::broker::DEFAULT_LISTEN).or_else(|e| {
                         tracing::warn!(error = %e, "the default MQTT port is taken; the embedded broker takes a free one");
-                        mqtt::broker::start("127.0.0.1:0")
+                        start("127.0.0.1:0")
                     })?,
                 };
+                let addr = broker.addr();
                 tracing::info!(%addr, "embedded MQTT broker listening");
-                (addr.ip().to_string(), addr.port())
+                // The embedded broker reads the registry itself: no plain
+                // password need wait for it.
+                let s = store.clone();
+                tokio::task::spawn_blocking(move || s.forget_all_broker_passwords());
+                let (user, pass) = devices.service_credentials();
+                let credentials = Some((user.to_owned(), pass.to_owned()));
+                (addr.ip().to_string(), addr.port(), credentials)
             }
         };
         let ingestor = Ingestor {
@@ -121,6 +162,7 @@ impl Application {
             street: street.clone(),
             clock: clock.clone(),
             metrics: metrics.clone(),
+            devices: devices.clone(),
             retention: Duration::days(i64::from(settings.retention_days)),
             enforcement: Enforcement {
                 tz: settings.timezone,
@@ -132,7 +174,8 @@ impl Application {
             LinkConfig {
                 host,
                 port: mqtt_port,
-                client_id: settings.mqtt_client_id.clone(),
+                client_id,
+                credentials,
                 sweep_every: std::time::Duration::from_secs(settings.sweep_seconds),
             },
             ingestor,
@@ -143,6 +186,7 @@ impl Application {
             clock,
             metrics,
             mqtt: link,
+            devices,
             timezone: settings.timezone,
             limiter: http::public::RateLimiter::new(settings.public_rate_per_minute)
                 .trusting(settings.trusted_proxies.clone()),

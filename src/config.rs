@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::devices::DeviceMode;
 use crate::domain::auth::Role;
+use crate::domain::devices::DeviceKind;
 
 /// kerbside: kerbside parking bays, occupancy and violations for a city's roads.
 #[derive(Debug, Parser)]
@@ -35,6 +37,76 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenCommand,
     },
+    /// Register, revoke and list field devices (sensors, handhelds, observers).
+    Device {
+        #[command(subcommand)]
+        action: DeviceCommand,
+    },
+    /// Write a Mosquitto 2 configuration that enforces device access, and
+    /// print the --mqtt-url kerbside must then be given, alone on its line.
+    MosquittoConf {
+        /// Directory for `mosquitto.conf` and the broker's state (`data/`);
+        /// an existing configuration there is replaced.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where Mosquitto listens (`HOST:PORT`).
+        #[arg(long)]
+        listen: String,
+        /// Mosquitto's dynamic-security plugin.
+        #[arg(long, default_value = crate::mqtt::mosquitto_conf::DEFAULT_DYNSEC_PLUGIN)]
+        dynsec_plugin: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Device subcommands (contract section 6.1).
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device and print its MQTT password once, alone on its line.
+    Add {
+        /// The device id: its MQTT username and the `{device_id}` of its topics.
+        #[arg(long)]
+        id: String,
+        /// What it is, and so what it may do on the broker.
+        #[arg(long, value_enum)]
+        kind: DeviceKindArg,
+        /// Who or what it is, e.g. "sensor of bay QF-S-014".
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke a device: it can no longer connect, and its events are refused.
+    Revoke {
+        #[arg(long)]
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List registered devices, one a line (never a password).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// A device kind, as typed on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DeviceKindArg {
+    Sensor,
+    Handheld,
+    Observer,
+}
+
+impl From<DeviceKindArg> for DeviceKind {
+    fn from(k: DeviceKindArg) -> DeviceKind {
+        match k {
+            DeviceKindArg::Sensor => DeviceKind::Sensor,
+            DeviceKindArg::Handheld => DeviceKind::Handheld,
+            DeviceKindArg::Observer => DeviceKind::Observer,
+        }
+    }
 }
 
 /// Token subcommands.
@@ -143,7 +215,8 @@ pub struct DatabaseArgs {
 pub struct Settings {
     #[command(flatten)]
     pub database: DatabaseArgs,
-    /// Use the broker at `mqtt://HOST:PORT`; no embedded broker is started.
+    /// Use the broker at `mqtt://[USER:PASSWORD@]HOST:PORT`; no embedded
+    /// broker is started.
     #[arg(long, env = "KERBSIDE_MQTT_URL")]
     pub mqtt_url: Option<String>,
     /// Where the embedded broker listens (`HOST:PORT`). Unset, it is
@@ -183,6 +256,16 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub public_rate_per_minute: u32,
+    /// `registered`: only registered, unrevoked devices may connect to the
+    /// embedded broker and have their events stored; `open`: any device id,
+    /// as in v1 (labs, demos, test suites).
+    #[arg(
+        long,
+        env = "KERBSIDE_DEVICES",
+        value_enum,
+        default_value = "registered"
+    )]
+    pub devices: DeviceMode,
     /// Networks of the reverse proxies in front of kerbside (`CIDR,...`;
     /// an address alone is one host). Only a request from one of them has
     /// its `X-Forwarded-For` believed, for the public rate limit; empty (the
@@ -212,6 +295,7 @@ impl Settings {
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
             public_rate_per_minute: 600,
+            devices: DeviceMode::Registered,
             trusted_proxies: Vec::new(),
         }
     }

@@ -50,6 +50,8 @@ pub struct Ingestor {
     pub street: Arc<Street>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// Who may send: events of other devices are rejected `unknown_device`.
+    pub devices: Arc<crate::devices::Registry>,
     pub retention: Duration,
     pub enforcement: Enforcement,
 }
@@ -81,6 +83,19 @@ impl Ingestor {
         let mut told = Vec::new();
         for m in messages {
             let outcomes = match DeviceId::parse(&m.device) {
+                Ok(device) if !self.devices.admits(&device)? => {
+                    decode_payload(&device, &m.payload, now, sanity)
+                        .into_iter()
+                        .map(|o| {
+                            let e = o?;
+                            Err(Rejection {
+                                event_id: Some(e.event_id.to_string()),
+                                reason: Reason::UnknownDevice,
+                                detail: format!("device {device} is not registered, or is revoked"),
+                            })
+                        })
+                        .collect()
+                }
                 Ok(device) => decode_payload(&device, &m.payload, now, sanity),
                 Err(_) => vec![Err(Rejection {
                     event_id: None,

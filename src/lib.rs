@@ -7,6 +7,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod devices;
 pub mod domain;
 pub mod geodata;
 pub mod http;

@@ -9,15 +9,16 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use kerbside::app::Application;
 use kerbside::clock::{Clock, SystemClock, rfc3339};
-use kerbside::config::{Cli, Command, Settings, TokenCommand};
+use kerbside::config::{Cli, Command, DeviceCommand, Settings, TokenCommand};
 use kerbside::domain::auth::{Role, generate_token};
+use kerbside::domain::devices::{DeviceKind, check_name, generate_password};
+use kerbside::domain::ids::DeviceId;
 use kerbside::store::Store;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("KERBSIDE_LOG")
-        // rumqttd logs every client disconnect as an error; quiet by default.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -38,6 +39,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve),
         Some(Command::Serve(settings)) => serve(settings),
         Some(Command::Token { action }) => token(action),
+        Some(Command::Device { action }) => device(action),
+        Some(Command::MosquittoConf {
+            out,
+            listen,
+            dynsec_plugin,
+            database,
+        }) => {
+            use kerbside::mqtt::mosquitto_conf::{self, Listen};
+            let listen = Listen::parse(&listen)?;
+            let store = Store::open(&database.database_url)?;
+            let devices = store.devices().context("cannot read the device registry")?;
+            let written = mosquitto_conf::write(&out, &listen, &dynsec_plugin, &devices)?;
+            eprintln!(
+                "wrote {}; start the broker with: mosquitto -c {}",
+                written.conf.display(),
+                written.conf.display()
+            );
+            println!("{}", written.url);
+            Ok(())
+        }
     }
 }
 
@@ -101,6 +122,74 @@ fn token(action: TokenCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `kerbside device add|revoke|list`: straight to the store; a running
+/// service notices within a few seconds.
+fn device(action: DeviceCommand) -> anyhow::Result<()> {
+    let parse = |id: &str| DeviceId::parse(id).map_err(|e| anyhow::anyhow!("--id {id:?} {e}"));
+    match action {
+        DeviceCommand::Add {
+            id,
+            kind,
+            name,
+            database,
+        } => {
+            let id = parse(&id)?;
+            let kind = DeviceKind::from(kind);
+            let name = check_name(&name).map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let store = Store::open(&database.database_url)?;
+            let password = generate_password();
+            store
+                .create_device(
+                    &id,
+                    kind,
+                    name,
+                    &password.secret,
+                    &password.digest,
+                    SystemClock.now(),
+                )
+                .context("cannot register the device")?;
+            println!("{}", password.secret);
+            Ok(())
+        }
+        DeviceCommand::Revoke { id, database } => {
+            let id = parse(&id)?;
+            let store = Store::open(&database.database_url)?;
+            match store.revoke_device(&id, SystemClock.now())? {
+                Some(d) => {
+                    eprintln!(
+                        "device {} revoked at {}",
+                        d.device_id,
+                        d.revoked_at
+                            .map(kerbside::clock::rfc3339)
+                            .unwrap_or_default()
+                    );
+                    Ok(())
+                }
+                None => anyhow::bail!("no device {id} is registered"),
+            }
+        }
+        DeviceCommand::List { database } => {
+            let store = Store::open(&database.database_url)?;
+            let show = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(|| "-".to_owned(), kerbside::clock::rfc3339)
+            };
+            println!("device_id\tkind\tname\tcreated_at\tlast_seen_at\trevoked_at");
+            for d in store.devices()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    d.device_id,
+                    d.kind.as_str(),
+                    d.name,
+                    kerbside::clock::rfc3339(d.created_at),
+                    show(d.last_seen_at),
+                    show(d.revoked_at)
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {

@@ -2,14 +2,18 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
 use kerbside::clock::rfc3339;
+use kerbside::domain::devices::DeviceKind;
 use kerbside::mqtt::topics;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::map::StreetPlan;
+use crate::plan::Device;
 use crate::publish::Publisher;
+use crate::register::Registrar;
 
 /// What to send.
 #[derive(Debug, Clone)]
@@ -21,6 +25,9 @@ pub struct LoadOptions {
     pub devices: usize,
     /// How long to send, seconds.
     pub duration: f64,
+    /// When given, the devices are registered first (their ids tagged
+    /// with the run) and each sends over a connection of its own.
+    pub registrar: Option<Registrar>,
 }
 
 /// What was sent.
@@ -40,12 +47,25 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
     anyhow::ensure!(!bays.is_empty(), "the layouts have no bays");
     anyhow::ensure!(opts.devices > 0, "--devices must be at least 1");
     let run = Utc::now().timestamp_millis();
-    let mut publisher = Publisher::connect(&opts.mqtt_url, &format!("kerbside-load-{run}"))?;
-    let devices: Vec<(String, String, &str)> = (0..opts.devices)
-        .map(|k| {
-            let id = format!("LOAD-{k}");
-            (topics::events(&id), id, bays[k % bays.len()])
+    let sensors: Vec<Device> = (0..opts.devices)
+        .map(|k| Device {
+            device_id: match opts.registrar {
+                Some(_) => format!("LOAD-{k}.{run:x}"),
+                None => format!("LOAD-{k}"),
+            },
+            kind: DeviceKind::Sensor,
+            name: format!("load sensor {k} on bay {}", bays[k % bays.len()]),
         })
+        .collect();
+    let mut publisher = match &opts.registrar {
+        Some(r) => Publisher::connect_devices(&opts.mqtt_url, &r.register(&sensors)?)?,
+        None => Publisher::connect(&opts.mqtt_url, &format!("kerbside-load-{run}"))
+            .context(crate::ANONYMOUS)?,
+    };
+    let devices: Vec<(String, &str)> = sensors
+        .iter()
+        .enumerate()
+        .map(|(k, d)| (topics::events(&d.device_id), bays[k % bays.len()]))
         .collect();
     let start = Instant::now();
     let stop = start + Duration::from_secs_f64(opts.duration);
@@ -61,7 +81,7 @@ pub fn run(street: &StreetPlan, opts: &LoadOptions) -> anyhow::Result<LoadReport
                 std::thread::sleep(due - now);
             }
         }
-        let (topic, _, bay) = &devices[(n as usize) % devices.len()];
+        let (topic, bay) = &devices[(n as usize) % devices.len()];
         let round = n / devices.len() as u64;
         let kind = if round.is_multiple_of(2) {
             "occupied"

@@ -10,6 +10,7 @@ use kerbside_sim::check::{CheckOptions, check};
 use kerbside_sim::load::{LoadOptions, run as load};
 use kerbside_sim::map::StreetPlan;
 use kerbside_sim::plan::{Faults, Params};
+use kerbside_sim::register::Registrar;
 
 /// Simulates a street's sensors, wardens and drivers against kerbside.
 #[derive(Debug, Parser)]
@@ -42,11 +43,33 @@ fn share(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Where and as whom to register devices.
+#[derive(Debug, Args)]
+struct RegisterArgs {
+    /// The service's base URL, for registering devices.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// An admin's token: register every device first, and publish as
+    /// each of them. Without one, one anonymous connection publishes for
+    /// all (a service started with `--devices open`).
+    #[arg(long, env = "KERBSIDE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl RegisterArgs {
+    fn registrar(self) -> Option<Registrar> {
+        let api = self.api;
+        self.token.map(|token| Registrar { api, token })
+    }
+}
+
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The broker, `mqtt://HOST:PORT`.
     #[arg(long)]
     mqtt_url: String,
+    #[command(flatten)]
+    register: RegisterArgs,
     /// Directory of the GeoJSON layouts to simulate.
     #[arg(long, default_value = "geodata")]
     geodata: PathBuf,
@@ -109,6 +132,8 @@ struct LoadArgs {
     /// The broker, `mqtt://HOST:PORT`.
     #[arg(long)]
     mqtt_url: String,
+    #[command(flatten)]
+    register: RegisterArgs,
     /// Directory of the GeoJSON layouts whose bays the devices sit on.
     #[arg(long, default_value = "geodata")]
     geodata: PathBuf,
@@ -168,11 +193,19 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
              (start it with a longer --staleness-minutes, see the README)"
         );
     }
+    let registrar = args.register.registrar();
+    if let Some(r) = &registrar {
+        eprintln!(
+            "kerbside-sim: registering {bays} sensors and {} handhelds at {}",
+            params.wardens, r.api
+        );
+    }
     let tz = params.tz;
     let plan = kerbside_sim::run(
         &street,
         &params,
         &args.mqtt_url,
+        registrar.as_ref(),
         args.speed,
         &args.truth,
         |at, sent| {
@@ -220,6 +253,7 @@ fn load_cmd(args: LoadArgs) -> anyhow::Result<ExitCode> {
             rate: args.rate,
             devices: args.devices,
             duration: args.duration,
+            registrar: args.register.registrar(),
         },
     )?;
     eprintln!(

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
+use kerbside::domain::devices::DeviceKind;
 use kerbside::domain::enforcement::limit_reached_at;
 use kerbside::mqtt::topics;
 use kerbside::spatial::gcj02::wgs84_to_gcj02;
@@ -48,6 +49,10 @@ pub struct Params {
     pub wardens: usize,
     /// Minutes between a sensor's heartbeats.
     pub heartbeat_minutes: i64,
+    /// Whether device ids end in the run's tag (`S-QF-N-001.{tag}`), so
+    /// that a run registering its devices never meets an id that an
+    /// earlier run registered (the service does not reuse ids).
+    pub tagged_devices: bool,
 }
 
 impl Params {
@@ -65,6 +70,7 @@ impl Params {
             overstayers: 0.08,
             wardens: 12,
             heartbeat_minutes: 10,
+            tagged_devices: false,
         }
     }
 }
@@ -80,11 +86,23 @@ pub struct Message {
     pub events: u64,
 }
 
+/// A device of the street: a bay's sensor or a warden's handheld.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub device_id: String,
+    pub kind: DeviceKind,
+    /// Who or what it is, for a person reading the service's device list.
+    pub name: String,
+}
+
 /// A simulated window: what to send, and what was true.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
+    /// Every device of the street, whether or not it sends anything; each
+    /// message goes to the events topic of one of them.
+    pub devices: Vec<Device>,
     /// In publishing order.
     pub messages: Vec<Message>,
     /// In time order; the run record is the caller's to add.
@@ -310,14 +328,23 @@ fn single(device_id: &str, at: i64, body: &Value) -> Message {
     }
 }
 
+/// A device id: `base`, then `.` and the run's tag when devices are
+/// tagged.
+fn device_id(base: String, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{base}.{tag}"),
+        None => base,
+    }
+}
+
 /// A sensor's device id: `S-` and its bay's id, or its index when that
 /// would be too long for an identifier.
-fn sensor_id(bay: &SimBay, index: usize) -> String {
-    let id = format!("S-{}", bay.bay_id);
+fn sensor_id(bay: &SimBay, index: usize, tag: Option<&str>) -> String {
+    let id = device_id(format!("S-{}", bay.bay_id), tag);
     if id.len() <= 64 {
         id
     } else {
-        format!("S-{index}")
+        device_id(format!("S-{index}"), tag)
     }
 }
 
@@ -328,6 +355,8 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
     let mut truth = Vec::new();
     let mut messages = Vec::new();
     let run = format!("{end:x}s{}", p.seed);
+    let tag = p.tagged_devices.then_some(run.as_str());
+    let mut devices = Vec::new();
 
     // Drivers and sensors, bay by bay.
     let bays: Vec<(usize, &SimBay)> = street
@@ -340,7 +369,12 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
     for (i, (_, bay)) in bays.iter().enumerate() {
         let cars = cars_of(bay, i as u64, p, start, end);
         bay_truth(bay, &cars, p, start, end, &mut truth);
-        let device = sensor_id(bay, i);
+        let device = sensor_id(bay, i, tag);
+        devices.push(Device {
+            device_id: device.clone(),
+            kind: DeviceKind::Sensor,
+            name: format!("sensor of bay {}", bay.bay_id),
+        });
         let mut rng = stream(p.seed, 5, i as u64);
         let silent_at = (rng.random::<f64>() < p.faults.stale_sensors)
             .then(|| start + ((end - start) as f64 * uniform(&mut rng, 0.2, 0.8)) as i64);
@@ -398,11 +432,16 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
                 },
                 speed: uniform(&mut rng, WALK_MPS.0, WALK_MPS.1),
                 phase: uniform(&mut rng, 0.0, 2.0 * street.roads[road].length_m),
-                device_id: format!("H-{:02}", w + 1),
+                device_id: device_id(format!("H-{:02}", w + 1), tag),
                 gcj02: w % 3 == 0,
             }
         })
         .collect();
+    devices.extend(wardens.iter().enumerate().map(|(w, warden)| Device {
+        device_id: warden.device_id.clone(),
+        kind: DeviceKind::Handheld,
+        name: format!("warden's handheld {:02}", w + 1),
+    }));
     let mut handheld: Vec<Pending> = vec![Vec::new(); wardens.len()];
     for (w, warden) in wardens.iter().enumerate() {
         let mut rng = stream(p.seed, 2, (w + wardens.len()) as u64);
@@ -473,12 +512,14 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
         }
     }
 
-    faults(&mut messages, &bays, p, start, end);
+    let sensors = &devices[..bays.len()];
+    faults(&mut messages, &bays, sensors, p, start, end);
     messages.sort_by_key(|m| m.publish_at);
     truth.sort_by_key(Truth::at);
     Plan {
         started_at: instant(start),
         ended_at: instant(end),
+        devices,
         messages,
         truth,
     }
@@ -594,10 +635,12 @@ fn footway(
     }
 }
 
-/// Duplicates, reordering and malformed payloads, as the field makes them.
+/// Duplicates, reordering and malformed payloads, as the field makes them;
+/// `sensors` are the bays' devices, in the order of `bays`.
 fn faults(
     messages: &mut Vec<Message>,
     bays: &[(usize, &SimBay)],
+    sensors: &[Device],
     p: &Params,
     start: i64,
     end: i64,
@@ -624,8 +667,9 @@ fn faults(
         return;
     }
     for n in 0..bad {
-        let (_, bay) = bays[rng.random_range(0..bays.len())];
-        let device = sensor_id(bay, 0);
+        let i = rng.random_range(0..bays.len());
+        let (_, bay) = bays[i];
+        let device = &sensors[i].device_id;
         let at = rng.random_range(start..end.max(start + 1));
         let payload: Vec<u8> = match n % 5 {
             0 => b"occupied bay 7".to_vec(),
@@ -642,7 +686,7 @@ fn faults(
         };
         messages.push(Message {
             publish_at: instant(at),
-            topic: topics::events(&device),
+            topic: topics::events(device),
             payload,
             events: 1,
         });
@@ -736,6 +780,52 @@ mod tests {
                 .iter()
                 .any(|m| text(m).contains("\"observed\""))
         );
+    }
+
+    #[test]
+    fn every_message_goes_to_a_device_of_the_plan() {
+        let s = street();
+        for tagged in [false, true] {
+            let mut p = faulty(5);
+            p.tagged_devices = tagged;
+            let plan = simulate(&s, &p);
+            assert_eq!(plan.devices.len(), s.bays().count() + p.wardens);
+            let ids: std::collections::HashSet<&str> =
+                plan.devices.iter().map(|d| d.device_id.as_str()).collect();
+            assert_eq!(ids.len(), plan.devices.len(), "ids are distinct");
+            for id in &ids {
+                kerbside::domain::ids::DeviceId::parse(id).unwrap();
+                assert_eq!(id.contains('.'), tagged, "{id}");
+            }
+            for m in &plan.messages {
+                let device = topics::device_of_events_topic(&m.topic).unwrap();
+                assert!(ids.contains(device), "{} is no device of the plan", m.topic);
+            }
+        }
+        let plain = simulate(&s, &faulty(5));
+        assert!(plain.devices.iter().any(|d| d.device_id == "S-QF-N-001"));
+        assert!(plain.devices.iter().any(|d| d.device_id == "H-01"));
+    }
+
+    #[test]
+    fn tagging_devices_changes_nothing_but_their_ids() {
+        let s = street();
+        let plain = simulate(&s, &faulty(9));
+        let mut p = faulty(9);
+        p.tagged_devices = true;
+        let tagged = simulate(&s, &p);
+        assert_eq!(plain.messages.len(), tagged.messages.len());
+        for (a, b) in plain.messages.iter().zip(&tagged.messages) {
+            assert_eq!((a.publish_at, &a.payload), (b.publish_at, &b.payload));
+        }
+        let bays = |plan: &Plan| {
+            plan.truth
+                .iter()
+                .filter(|t| !matches!(t, Truth::SensorSilent { .. }))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(bays(&plain), bays(&tagged));
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub enum Reason {
     ClockSkew,
     /// `observed_at` older than the retention window.
     TooOld,
+    /// The topic names a device that is not registered, or is revoked.
+    UnknownDevice,
 }
 
 impl Reason {
@@ -140,16 +142,18 @@ impl Reason {
             Reason::NoBayNearby => "no_bay_nearby",
             Reason::ClockSkew => "clock_skew",
             Reason::TooOld => "too_old",
+            Reason::UnknownDevice => "unknown_device",
         }
     }
 
     /// Every reason, for metrics.
-    pub const ALL: [Reason; 5] = [
+    pub const ALL: [Reason; 6] = [
         Reason::Malformed,
         Reason::UnknownBay,
         Reason::NoBayNearby,
         Reason::ClockSkew,
         Reason::TooOld,
+        Reason::UnknownDevice,
     ];
 }
 

@@ -1129,6 +1129,24 @@ mod tests {
     }
 
     #[test]
+    fn export_keeps_every_bit_of_a_coordinate() {
+        // 30.760104000000002 is the float just above 30.760104; kept text
+        // (here a third coordinate) must read back as that float, not its
+        // neighbour, or an unchanged layout would diff as changed.
+        let mut b = bay("b1", json!({}));
+        b["geometry"]["coordinates"] = json!([[
+            [120.78, 30.7601, 4.5],
+            [120.780001, 30.7601, 4.5],
+            [120.780001, 30.760104000000002, 4.5],
+            [120.78, 30.760104000000002, 4.5],
+            [120.78, 30.7601, 4.5]
+        ]]);
+        let input = fc(json!({"type": "FeatureCollection", "features": [road(), b]}));
+        let layout = parse_layouts(&input).unwrap().remove(0);
+        assert_eq!(layout.to_feature_collection().features, input.features);
+    }
+
+    #[test]
     fn export_gives_back_what_the_typed_fields_do_not_say() {
         let mut third = bay("b5", json!({}));
         third["geometry"]["coordinates"][0][1] = json!([120.78006, 30.76006, 4.5]);

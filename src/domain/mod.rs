@@ -4,6 +4,7 @@
 //! argument, so every rule is exact under test.
 
 pub mod auth;
+pub mod devices;
 pub mod enforcement;
 pub mod events;
 pub mod ids;
@@ -11,3 +12,6 @@ pub mod layout;
 pub mod occupancy;
 pub mod validate;
 pub mod violations;
+
+#[cfg(test)]
+pub(crate) mod props;

@@ -35,6 +35,18 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header; 401 otherwise.
+pub(super) fn bearer_token(header: &str) -> Result<&str, ApiError> {
+    match header.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => {
+            Ok(t.trim())
+        }
+        _ => Err(ApiError::Unauthorized(
+            "the Authorization header must be \"Bearer <token>\"".into(),
+        )),
+    }
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
@@ -57,18 +69,7 @@ impl FromRequest for Caller {
                         "the Authorization header is not text".into(),
                     ));
                 }
-                Some(Ok(h)) => match h.split_once(' ') {
-                    Some((scheme, t))
-                        if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
-                    {
-                        t.trim().to_owned()
-                    }
-                    _ => {
-                        return Err(ApiError::Unauthorized(
-                            "the Authorization header must be \"Bearer <token>\"".into(),
-                        ));
-                    }
-                },
+                Some(Ok(h)) => bearer_token(&h)?.to_owned(),
             };
             let state = state.ok_or_else(|| ApiError::Unauthorized("no token store".into()))?;
             let store = state.store.clone();

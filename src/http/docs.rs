@@ -27,9 +27,12 @@ use utoipa_swagger_ui::SwaggerUi;
         super::metrics::metrics,
         super::public::free_spaces,
         super::public::public_roads,
+        super::devices::create_device,
+        super::devices::list_devices,
+        super::devices::revoke_device,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "operations"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"))
 )]
 pub struct ApiDoc;
 

@@ -83,13 +83,36 @@ fn if_match(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
     let Some(v) = req.headers().get(actix_web::http::header::IF_MATCH) else {
         return Ok(None);
     };
-    let s = v.to_str().unwrap_or_default().trim();
+    revision_tag(v.to_str().unwrap_or_default()).map(Some)
+}
+
+/// An `If-Match` value as a revision number; 400 when it is not one.
+pub(super) fn revision_tag(s: &str) -> Result<i64, ApiError> {
+    let s = s.trim();
     let s = s.trim_start_matches("W/").trim_matches('"');
-    s.parse::<i64>().map(Some).map_err(|_| {
+    s.parse::<i64>().map_err(|_| {
         ApiError::BadRequest(format!(
             "If-Match {s:?} is not a revision number in quotes, like \"3\""
         ))
     })
+}
+
+/// A layout body as a FeatureCollection: 422 `malformed` when it is not
+/// JSON or not GeoJSON, 413 with more than [`MAX_FEATURES`] features.
+pub(super) fn feature_collection(body: &[u8]) -> Result<FeatureCollection, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| malformed(format!("the body is not JSON: {e}")))?;
+    if value
+        .get("features")
+        .and_then(|f| f.as_array())
+        .is_some_and(|f| f.len() > MAX_FEATURES)
+    {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "a layout may have at most {MAX_FEATURES} features"
+        )));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| malformed(format!("the body is not a GeoJSON FeatureCollection: {e}")))
 }
 
 /// Validates the road's new layout and, unless `dry_run`, publishes it as
@@ -137,19 +160,7 @@ pub async fn put_layout(
         }
         body.extend_from_slice(&chunk);
     }
-    let value: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| malformed(format!("the body is not JSON: {e}")))?;
-    if value
-        .get("features")
-        .and_then(|f| f.as_array())
-        .is_some_and(|f| f.len() > MAX_FEATURES)
-    {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "a layout may have at most {MAX_FEATURES} features"
-        )));
-    }
-    let fc: FeatureCollection = serde_json::from_value(value)
-        .map_err(|e| malformed(format!("the body is not a GeoJSON FeatureCollection: {e}")))?;
+    let fc = feature_collection(&body)?;
     let (layout, mut problems) = parse_road_layout_lenient(&fc, &road);
 
     let map = state.street.map();

@@ -13,11 +13,14 @@ use crate::street::Street;
 
 pub mod auth;
 mod bays;
+pub mod devices;
 mod docs;
 mod health;
 mod layouts;
 mod metrics;
 pub mod problem;
+#[cfg(test)]
+mod props;
 pub mod public;
 mod roads;
 mod sessions;
@@ -33,6 +36,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub mqtt: MqttLink,
+    /// Registered devices, as the broker and ingest see them.
+    pub devices: Arc<crate::devices::Registry>,
     /// Time zone of bays' enforced hours.
     pub timezone: chrono_tz::Tz,
     /// Per-client limit on the public endpoints.
@@ -79,7 +84,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(violations::list_violations)
             .service(violations::get_violation)
             .service(violations::ticket)
-            .service(violations::dismiss),
+            .service(violations::dismiss)
+            .service(devices::create_device)
+            .service(devices::list_devices)
+            .service(devices::revoke_device),
     )
     .default_service(web::to(not_found));
 }

@@ -183,6 +183,63 @@ fn number(
     Ok(Some(x))
 }
 
+/// A free-space search, checked: the point in WGS 84 whatever datum it was
+/// sent in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct FreeSearch {
+    pub lon: f64,
+    pub lat: f64,
+    pub radius: f64,
+    pub limit: usize,
+    pub kind: Option<BayKind>,
+    /// The point came, and the answer goes, in GCJ-02.
+    pub gcj: bool,
+}
+
+impl FreeQuery {
+    /// Checks the query: 400 for a missing, unreadable or out-of-range value.
+    pub(super) fn search(&self) -> Result<FreeSearch, ApiError> {
+        let lon = number("lon", self.lon.as_deref(), -180.0..=180.0)?
+            .ok_or_else(|| ApiError::BadRequest("lon is required".into()))?;
+        let lat = number("lat", self.lat.as_deref(), -90.0..=90.0)?
+            .ok_or_else(|| ApiError::BadRequest("lat is required".into()))?;
+        let radius = number("radius_m", self.radius_m.as_deref(), 1.0..=RADIUS_MAX_M)?
+            .unwrap_or(RADIUS_DEFAULT_M);
+        let limit = number("limit", self.limit.as_deref(), 1.0..=LIMIT_MAX as f64)?
+            .map_or(LIMIT_DEFAULT, |l| l as usize);
+        let kind = self
+            .kind
+            .as_deref()
+            .map(|k| {
+                BayKind::parse(k)
+                    .ok_or_else(|| ApiError::BadRequest(format!("kind {k:?} is not a bay kind")))
+            })
+            .transpose()?;
+        let gcj = match self.crs.as_deref() {
+            None | Some("wgs84") => false,
+            Some("gcj02") => true,
+            Some(c) => {
+                return Err(ApiError::BadRequest(format!(
+                    "crs {c:?} is not wgs84 or gcj02"
+                )));
+            }
+        };
+        let (lon, lat) = if gcj {
+            gcj02_to_wgs84(lon, lat)
+        } else {
+            (lon, lat)
+        };
+        Ok(FreeSearch {
+            lon,
+            lat,
+            radius,
+            limit,
+            kind,
+            gcj,
+        })
+    }
+}
+
 /// Free bays nearest first from a point, with distance, kind and maximum
 /// stay; nothing about anyone's vehicle. Public.
 #[utoipa::path(get, path = "/v1/public/free-spaces", tag = "public",
@@ -196,36 +253,14 @@ pub async fn free_spaces(
     query: web::Query<FreeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     admit(&state, &req)?;
-    let lon = number("lon", query.lon.as_deref(), -180.0..=180.0)?
-        .ok_or_else(|| ApiError::BadRequest("lon is required".into()))?;
-    let lat = number("lat", query.lat.as_deref(), -90.0..=90.0)?
-        .ok_or_else(|| ApiError::BadRequest("lat is required".into()))?;
-    let radius = number("radius_m", query.radius_m.as_deref(), 1.0..=RADIUS_MAX_M)?
-        .unwrap_or(RADIUS_DEFAULT_M);
-    let limit = number("limit", query.limit.as_deref(), 1.0..=LIMIT_MAX as f64)?
-        .map_or(LIMIT_DEFAULT, |l| l as usize);
-    let kind = query
-        .kind
-        .as_deref()
-        .map(|k| {
-            BayKind::parse(k)
-                .ok_or_else(|| ApiError::BadRequest(format!("kind {k:?} is not a bay kind")))
-        })
-        .transpose()?;
-    let gcj = match query.crs.as_deref() {
-        None | Some("wgs84") => false,
-        Some("gcj02") => true,
-        Some(c) => {
-            return Err(ApiError::BadRequest(format!(
-                "crs {c:?} is not wgs84 or gcj02"
-            )));
-        }
-    };
-    let (lon, lat) = if gcj {
-        gcj02_to_wgs84(lon, lat)
-    } else {
-        (lon, lat)
-    };
+    let FreeSearch {
+        lon,
+        lat,
+        radius,
+        limit,
+        kind,
+        gcj,
+    } = query.search()?;
 
     let reports = state.street.reports_at(state.clock.now());
     let near = reports

@@ -64,6 +64,46 @@ fn cursor(s: &str) -> Result<SessionCursor, ApiError> {
     })
 }
 
+/// A sessions query, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct SessionWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: i64,
+    pub after: Option<SessionCursor>,
+}
+
+impl SessionQuery {
+    /// The window and page asked for, defaults filled in from `now`; 400
+    /// for an unreadable time or cursor, an empty window or a bad limit.
+    pub(super) fn window(&self, now: DateTime<Utc>) -> Result<SessionWindow, ApiError> {
+        let to = match &self.to {
+            Some(s) => instant("to", s)?,
+            None => now,
+        };
+        let from = match &self.from {
+            Some(s) => instant("from", s)?,
+            None => to - Duration::hours(24),
+        };
+        if from >= to {
+            return Err(ApiError::BadRequest("from must be before to".into()));
+        }
+        let limit = self.limit.unwrap_or(MAX_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(ApiError::BadRequest(format!(
+                "limit {limit} is not between 1 and {MAX_LIMIT}"
+            )));
+        }
+        let after = self.after.as_deref().map(cursor).transpose()?;
+        Ok(SessionWindow {
+            from,
+            to,
+            limit,
+            after,
+        })
+    }
+}
+
 /// Each occupied interval of the road's bays overlapping the window,
 /// oldest first. Wardens, planners and admins.
 #[utoipa::path(get, path = "/v1/roads/{road_id}/sessions", tag = "roads",
@@ -84,24 +124,12 @@ pub async fn list_sessions(
     if state.street.map().road(&road).is_none() {
         return Err(ApiError::NotFound(format!("no road {road:?}")));
     }
-    let to = match &query.to {
-        Some(s) => instant("to", s)?,
-        None => state.clock.now(),
-    };
-    let from = match &query.from {
-        Some(s) => instant("from", s)?,
-        None => to - Duration::hours(24),
-    };
-    if from >= to {
-        return Err(ApiError::BadRequest("from must be before to".into()));
-    }
-    let limit = query.limit.unwrap_or(MAX_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::BadRequest(format!(
-            "limit {limit} is not between 1 and {MAX_LIMIT}"
-        )));
-    }
-    let after = query.after.as_deref().map(cursor).transpose()?;
+    let SessionWindow {
+        from,
+        to,
+        limit,
+        after,
+    } = query.window(state.clock.now())?;
     let store = state.store.clone();
     let rid = road.clone();
     let mut rows = blocking(move || store.sessions(&rid, from, to, after, limit + 1)).await?;

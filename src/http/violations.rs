@@ -149,13 +149,25 @@ fn view(
 }
 
 /// A violation id from the path: it follows the identifier rule (400 if not).
-fn violation_id(s: &str) -> Result<String, ApiError> {
+pub(super) fn violation_id(s: &str) -> Result<String, ApiError> {
     check_identifier(s)
         .map(|()| s.to_owned())
         .map_err(|e| ApiError::BadRequest(format!("violation_id {s:?} {e}")))
 }
 
-fn parse_near(s: &str) -> Result<Point<f64>, ApiError> {
+/// The `status` filter: `None` for `all`; `open` when absent.
+pub(super) fn status_filter(s: Option<&str>) -> Result<Option<ViolationStatus>, ApiError> {
+    match s.unwrap_or("open") {
+        "all" => Ok(None),
+        s => ViolationStatus::parse(s).map(Some).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status {s:?} is not one of open, ticketed, dismissed, void, all"
+            ))
+        }),
+    }
+}
+
+pub(super) fn parse_near(s: &str) -> Result<Point<f64>, ApiError> {
     let bad = || ApiError::BadRequest(format!("near {s:?} is not LON,LAT in degrees"));
     let (lon, lat) = s.split_once(',').ok_or_else(bad)?;
     let (lon, lat): (f64, f64) = (
@@ -188,14 +200,7 @@ pub async fn list_violations(
     if state.street.map().road(&id).is_none() {
         return Err(ApiError::NotFound(format!("no road {id:?}")));
     }
-    let status = match query.status.as_deref().unwrap_or("open") {
-        "all" => None,
-        s => Some(ViolationStatus::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "status {s:?} is not one of open, ticketed, dismissed, void, all"
-            ))
-        })?),
-    };
+    let status = status_filter(query.status.as_deref())?;
     let near = query.near.as_deref().map(parse_near).transpose()?;
     let store = state.store.clone();
     let rows = blocking(move || store.violations(&id, status)).await?;
@@ -264,6 +269,23 @@ pub struct ActBody {
     pub note: Option<String>,
 }
 
+/// The body of a ticket or dismissal: empty, or `{"note"}` of at most 500
+/// characters; 400 otherwise.
+pub(super) fn act_body(body: &[u8]) -> Result<ActBody, ApiError> {
+    let body: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActBody::default()
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
+    };
+    if body.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
+        return Err(ApiError::BadRequest(
+            "note is longer than 500 characters".into(),
+        ));
+    }
+    Ok(body)
+}
+
 async fn act_on(
     caller: Caller,
     state: web::Data<AppState>,
@@ -273,17 +295,7 @@ async fn act_on(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Warden])?;
     let id = violation_id(&path)?;
-    let body: ActBody = if body.iter().all(u8::is_ascii_whitespace) {
-        ActBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("bad JSON body: {e}")))?
-    };
-    if body.note.as_ref().is_some_and(|n| n.chars().count() > 500) {
-        return Err(ApiError::BadRequest(
-            "note is longer than 500 characters".into(),
-        ));
-    }
+    let body = act_body(&body)?;
     let store = state.store.clone();
     let now = state.clock.now();
     let (vid, actor) = (id.clone(), caller.name.clone());

@@ -11,6 +11,10 @@
 //! the batch holding them is committed, so a crash before that makes the
 //! broker redeliver them, and the `(device_id, event_id)` key turns the
 //! redelivery into a duplicate. Only this module imports rumqttc.
+//!
+//! On a Mosquitto configured by `kerbside mosquitto-conf`
+//! ([`mosquitto_conf`]), [`dynsec`] keeps the broker's clients in step with
+//! the device registry.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +31,18 @@ use crate::ingest::{Ingestor, Message};
 use crate::street::StreetMap;
 
 pub mod broker;
+pub mod dynsec;
+pub mod mosquitto_conf;
+#[cfg(test)]
+mod props;
 pub mod topics;
 
 /// Most messages committed in one transaction.
 pub const MAX_BATCH_MESSAGES: usize = 1000;
+/// Most QoS 1 messages the broker may send kerbside before it acknowledges
+/// them: the window the ingest client announces, and the one
+/// `kerbside mosquitto-conf` gives Mosquitto.
+pub const INFLIGHT_MESSAGES: u16 = 1000;
 /// Largest packet the client accepts from the broker, bytes. Larger
 /// payloads than the 256 KiB event limit still arrive, to be rejected with
 /// a reason; cap message size at the broker above this.
@@ -39,7 +51,7 @@ pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
 /// Why the MQTT link could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
-    #[error("--mqtt-url {0:?} is not mqtt://HOST:PORT")]
+    #[error("--mqtt-url {0:?} is not mqtt://[USER:PASSWORD@]HOST:PORT")]
     BadUrl(String),
 }
 
@@ -50,26 +62,82 @@ pub struct LinkConfig {
     pub port: u16,
     /// The client id, and so the persistent session on the broker.
     pub client_id: String,
+    /// Username and password on the broker, if it wants them.
+    pub credentials: Option<(String, String)>,
     /// How often bay staleness is re-evaluated and published.
     pub sweep_every: Duration,
 }
 
-/// Parses `mqtt://HOST[:PORT]` (port 1883 when absent).
-pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
+/// A broker's address and the credentials to use there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    /// Username and password, percent-decoded.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Parses `mqtt://[USER:PASSWORD@]HOST[:PORT]` (port 1883 when absent;
+/// user and password percent-encoded as in any URL).
+pub fn parse_broker_url(url: &str) -> Result<BrokerUrl, MqttError> {
     let bad = || MqttError::BadUrl(url.to_owned());
     let rest = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
         .ok_or_else(bad)?;
+    let (credentials, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, rest)) => {
+            let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let user = percent_decode(user).ok_or_else(bad)?;
+            let pass = percent_decode(pass).ok_or_else(bad)?;
+            if user.is_empty() {
+                return Err(bad());
+            }
+            (Some((user, pass)), rest)
+        }
+        None => (None, rest),
+    };
+    let (host, port) = parse_host_port(rest).ok_or_else(bad)?;
+    Ok(BrokerUrl {
+        host,
+        port,
+        credentials,
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Parses `mqtt://HOST[:PORT]` (port 1883 when absent), ignoring any
+/// credentials.
+pub fn parse_url(url: &str) -> Result<(String, u16), MqttError> {
+    parse_broker_url(url).map(|u| (u.host, u.port))
+}
+
+fn parse_host_port(rest: &str) -> Option<(String, u16)> {
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        Some((h, p)) => (h, p.parse::<u16>().ok()?),
         None => (rest, 1883),
     };
     if host.is_empty() || host.contains('/') {
-        return Err(bad());
+        return None;
     }
-    Ok((
+    Some((
         host.trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned(),
@@ -104,8 +172,11 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         .set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
-        .set_inflight(1000)
+        .set_inflight(INFLIGHT_MESSAGES)
         .set_request_channel_capacity(65_536);
+    if let Some((user, pass)) = &config.credentials {
+        options.set_credentials(user.clone(), pass.clone());
+    }
     let (client, eventloop) = AsyncClient::new(options, 65_536);
     let connected = Arc::new(AtomicBool::new(false));
     // Unbounded, so that the event loop never waits: for QoS 1 the broker's
@@ -432,5 +503,16 @@ mod tests {
         assert!(parse_url("http://x:1").is_err());
         assert!(parse_url("mqtt://:1883").is_err());
         assert!(parse_url("mqtt://h:port").is_err());
+    }
+
+    #[test]
+    fn broker_urls_carry_credentials() {
+        let u = parse_broker_url("mqtt://%24kerbside:s%40cret@127.0.0.1:1884").unwrap();
+        assert_eq!(u.host, "127.0.0.1");
+        assert_eq!(u.port, 1884);
+        assert_eq!(u.credentials, Some(("$kerbside".into(), "s@cret".into())));
+        assert_eq!(parse_broker_url("mqtt://h").unwrap().credentials, None);
+        assert!(parse_broker_url("mqtt://:pw@h:1").is_err());
+        assert!(parse_broker_url("mqtt://u:%zz@h:1").is_err());
     }
 }

@@ -11,6 +11,8 @@ use geo::{Coord, LineString, Polygon};
 pub mod gcj02;
 pub mod geodesy;
 pub mod index;
+#[cfg(test)]
+mod props;
 
 pub use geodesy::LocalFrame;
 

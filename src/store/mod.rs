@@ -15,6 +15,7 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+mod devices;
 mod ingest;
 mod layouts;
 pub mod schema;
@@ -23,6 +24,7 @@ mod states;
 mod tokens;
 mod violations;
 
+pub use devices::DeviceRecord;
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use sessions::{SessionCursor, SessionRecord};
@@ -50,6 +52,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the road's current revision is {current}, not {expected}")]
     RevisionConflict { expected: i64, current: i64 },
+    #[error("device {0} is already registered")]
+    DeviceExists(String),
     #[error("bay {bay_id} belongs to road {owner}")]
     BayOnOtherRoad { bay_id: String, owner: String },
 }

@@ -153,6 +153,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    device_registry (device_id) {
+        device_id -> Text,
+        kind -> Text,
+        name -> Text,
+        password_digest -> Text,
+        created_at_ms -> BigInt,
+        revoked_at_ms -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    broker_password_outbox (device_id) {
+        device_id -> Text,
+        password -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -166,4 +185,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     violations,
     violation_history,
     api_tokens,
+    device_registry,
+    broker_password_outbox,
 );

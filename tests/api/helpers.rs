@@ -10,7 +10,7 @@ use kerbside::clock::ManualClock;
 use kerbside::config::Settings;
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::store::Store;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The repository's shipped geodata.
 pub fn geodata_dir() -> PathBuf {
@@ -93,6 +93,9 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     settings.mqtt_listen = Some("127.0.0.1:0".into());
     settings.sweep_seconds = 1;
     settings.geodata = geodata_dir();
+    // Most tests speak as devices they never registered, as in v1; the
+    // registration tests turn it back on.
+    settings.devices = kerbside::devices::DeviceMode::Open;
     tweak(&mut settings);
     let clock = Arc::new(ManualClock::new(default_now()));
 
@@ -157,6 +160,20 @@ impl TestApp {
     /// A device (or any MQTT client) on the service's broker.
     pub fn mqtt(&self, client_id: &str) -> MqttClient {
         MqttClient::connect(client_id, &self.broker.0, self.broker.1)
+    }
+
+    /// A registered device on the service's broker, as `user`.
+    pub fn mqtt_as(&self, client_id: &str, user: &str, password: &str) -> MqttClient {
+        MqttClient::connect_as(client_id, &self.broker.0, self.broker.1, user, password)
+    }
+
+    /// Tries to connect to the service's broker with these credentials.
+    pub fn try_mqtt(
+        &self,
+        client_id: &str,
+        login: Option<(&str, &str)>,
+    ) -> Result<MqttClient, ConnectOutcome> {
+        MqttClient::try_connect(client_id, &self.broker.0, self.broker.1, login)
     }
 
     /// Waits until the service reports the broker link up.
@@ -263,6 +280,32 @@ impl TestApp {
         Self::read(req.send(body).expect("POST"))
     }
 
+    /// DELETE `path` as the holder of `token`.
+    pub fn delete_as(&self, path: &str, token: &str) -> Reply {
+        Self::read(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .header("Authorization", format!("Bearer {token}"))
+                .call()
+                .expect("DELETE"),
+        )
+    }
+
+    /// Registers a device through the admin API; returns its password.
+    pub fn register_device(&self, admin: &str, device_id: &str, kind: &str) -> String {
+        let r = self.post_as(
+            "/v1/devices",
+            admin,
+            &json!({"device_id": device_id, "kind": kind, "name": format!("test {kind}")})
+                .to_string(),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.json()["password"]
+            .as_str()
+            .expect("a password")
+            .to_owned()
+    }
+
     /// PUT `body` with `content_type` (and `If-Match` when given) as the holder of `token`.
     pub fn put_as(
         &self,
@@ -319,77 +362,154 @@ pub fn wait_until_within(what: &str, secs: u64, mut cond: impl FnMut() -> bool) 
 pub struct MqttClient {
     client: rumqttc::Client,
     incoming: mpsc::Receiver<rumqttc::Publish>,
-    /// Messages that arrived while `subscribe` waited for its probe.
-    held: std::sync::Mutex<std::collections::VecDeque<rumqttc::Publish>>,
+    subacks: mpsc::Receiver<rumqttc::SubAck>,
+    /// Whether the connection is up (false once the broker closed it).
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How a connection attempt ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Accepted,
+    /// The broker answered CONNACK with this refusal.
+    Refused(rumqttc::ConnectReturnCode),
+    /// The broker closed the connection without a CONNACK.
+    Closed,
 }
 
 impl MqttClient {
-    /// Connects (clean session) and starts receiving on a thread of its own.
+    /// Connects anonymously (clean session) and starts receiving on a thread of its own.
     pub fn connect(client_id: &str, host: &str, port: u16) -> MqttClient {
+        Self::try_connect(client_id, host, port, None).expect("connected to the broker")
+    }
+
+    /// Connects as `user` with `password`; panics if refused.
+    pub fn connect_as(
+        client_id: &str,
+        host: &str,
+        port: u16,
+        user: &str,
+        password: &str,
+    ) -> MqttClient {
+        Self::try_connect(client_id, host, port, Some((user, password)))
+            .unwrap_or_else(|e| panic!("{user} could not connect: {e:?}"))
+    }
+
+    /// Tries to connect; a refusal is returned, not retried.
+    pub fn try_connect(
+        client_id: &str,
+        host: &str,
+        port: u16,
+        login: Option<(&str, &str)>,
+    ) -> Result<MqttClient, ConnectOutcome> {
         let mut options = rumqttc::MqttOptions::new(client_id, host, port);
         options.set_max_packet_size(4 << 20, 4 << 20);
+        if let Some((u, p)) = login {
+            options.set_credentials(u, p);
+        }
         let (client, mut connection) = rumqttc::Client::new(options, 1000);
         let (tx, incoming) = mpsc::channel();
+        let (sub_tx, subacks) = mpsc::channel();
         let (ready_tx, ready) = mpsc::channel();
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let up = alive.clone();
         std::thread::spawn(move || {
+            let mut connected = false;
             for event in connection.iter() {
+                if event.is_err() {
+                    up.store(false, std::sync::atomic::Ordering::Relaxed);
+                }
                 match event {
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                        let _ = ready_tx.send(());
+                        connected = true;
+                        up.store(true, std::sync::atomic::Ordering::Relaxed);
+                        let _ = ready_tx.send(ConnectOutcome::Accepted);
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         if tx.send(p).is_err() {
                             return;
                         }
                     }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a))) => {
+                        let _ = sub_tx.send(a);
+                    }
                     Ok(_) => {}
+                    Err(rumqttc::ConnectionError::ConnectionRefused(code)) => {
+                        let _ = ready_tx.send(ConnectOutcome::Refused(code));
+                        return;
+                    }
+                    Err(_) if !connected => {
+                        let _ = ready_tx.send(ConnectOutcome::Closed);
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
                     Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
                 }
             }
         });
-        ready
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("connected to the broker");
-        MqttClient {
-            client,
-            incoming,
-            held: Default::default(),
+        match ready.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(ConnectOutcome::Accepted) => Ok(MqttClient {
+                client,
+                incoming,
+                subacks,
+                alive,
+            }),
+            Ok(other) => Err(other),
+            Err(_) => Err(ConnectOutcome::Closed),
         }
+    }
+
+    /// Whether the connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.alive.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Subscribes at QoS 1 and waits until the broker has taken it.
     pub fn subscribe(&self, filter: &str) {
+        assert!(
+            self.try_subscribe(filter),
+            "the broker refused the subscription to {filter}"
+        );
+    }
+
+    /// Subscribes at QoS 1; whether the broker granted it (by its SUBACK).
+    pub fn try_subscribe(&self, filter: &str) -> bool {
         self.client
             .subscribe(filter, rumqttc::QoS::AtLeastOnce)
             .expect("subscribe");
-        // A round trip through our own topic proves the subscription is live.
-        let probe = format!("kerbside-test/probe/{}", rand_suffix());
-        self.client
-            .subscribe(&probe, rumqttc::QoS::AtLeastOnce)
-            .expect("subscribe");
-        loop {
-            self.client
-                .publish(&probe, rumqttc::QoS::AtLeastOnce, false, "probe")
-                .expect("publish");
-            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
-            while let Ok(p) = self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
-            {
-                if p.topic == probe {
-                    return;
-                }
-                // A retained or live message of the new subscription: keep
-                // it for `next_on`.
-                self.held.lock().unwrap().push_back(p);
-            }
+        let ack = self
+            .subacks
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a SUBACK within 10 s");
+        matches!(
+            ack.return_codes.as_slice(),
+            [rumqttc::SubscribeReasonCode::Success(_)]
+        )
+    }
+
+    /// Every message that arrives within `window`, on any topic.
+    pub fn drain(&self, window: std::time::Duration) -> Vec<rumqttc::Publish> {
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + window;
+        while let Ok(p) = self
+            .incoming
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            out.push(p);
         }
+        out
     }
 
     /// Publishes `payload` at QoS 1 to `topic`.
     pub fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) {
         self.client
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .expect("publish");
+    }
+
+    /// Publishes `payload` at QoS 1 to `topic`, retained.
+    pub fn publish_retained(&self, topic: &str, payload: impl Into<Vec<u8>>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, payload)
             .expect("publish");
     }
 
@@ -413,13 +533,6 @@ impl MqttClient {
     pub fn next_payload_on(&self, topic: &str, within: std::time::Duration) -> Option<Vec<u8>> {
         let deadline = std::time::Instant::now() + within;
         loop {
-            let held = self.held.lock().unwrap().pop_front();
-            if let Some(p) = held {
-                if p.topic == topic {
-                    return Some(p.payload.to_vec());
-                }
-                continue;
-            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let p = self.incoming.recv_timeout(left).ok()?;
             if p.topic == topic {
@@ -437,6 +550,35 @@ impl MqttClient {
             }
         }
     }
+}
+
+/// An anonymous MQTT client whose broker acknowledgements (PUBACKs) are
+/// told on the returned channel, one `()` each.
+pub fn acking_client(host: &str, port: u16) -> (rumqttc::Client, mpsc::Receiver<()>) {
+    let options = rumqttc::MqttOptions::new(format!("acking-{}", rand_suffix()), host, port);
+    let (client, mut connection) = rumqttc::Client::new(options, 100);
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready) = mpsc::channel();
+    std::thread::spawn(move || {
+        for event in connection.iter() {
+            match event {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = ready_tx.send(());
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    });
+    ready
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("connected to the broker");
+    (client, rx)
 }
 
 /// A short random suffix for unique names.

@@ -91,6 +91,8 @@ fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
             &http.to_string(),
             "--geodata",
             geodata_dir().to_str().unwrap(),
+            "--devices",
+            "open",
         ]
         .map(String::from)
         .to_vec(),

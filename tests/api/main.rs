@@ -5,6 +5,7 @@
 mod auth;
 mod brokers;
 mod cli;
+mod devices;
 mod docs;
 mod geodata;
 mod helpers;
@@ -12,6 +13,7 @@ mod ingest;
 mod kill;
 mod layout;
 mod mosquitto;
+mod mosquitto_auth;
 mod planning;
 mod public;
 mod roads;

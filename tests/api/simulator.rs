@@ -6,9 +6,10 @@ use kerbside::domain::auth::Role;
 use kerbside_sim::check::{CheckOptions, Report, check};
 use kerbside_sim::map::StreetPlan;
 use kerbside_sim::plan::{Faults, Params};
+use kerbside_sim::register::Registrar;
 use kerbside_sim::truth;
 
-use crate::helpers::{TestApp, geodata_dir, spawn_app};
+use crate::helpers::{TestApp, geodata_dir, spawn_app, spawn_app_with};
 
 /// Saturday 20:00 in Jiaxing: the window is a busy weekend afternoon and
 /// evening, inside the enforced hours.
@@ -17,19 +18,38 @@ fn saturday_evening() -> DateTime<Utc> {
 }
 
 /// Runs `hours` of the street ending at the service's "now" against `app`,
-/// publishing `speed` times faster than real time, and checks it.
-fn simulate_and_check(app: &TestApp, seed: u64, faults: Faults) -> Report {
+/// publishing 3,600 times faster than real time (registering its devices
+/// first when given an admin's token), and checks it.
+fn simulate_and_check(
+    app: &TestApp,
+    hours: f64,
+    seed: u64,
+    faults: Faults,
+    admin: Option<String>,
+) -> Report {
     let end = saturday_evening();
     app.clock.set(end);
     app.wait_for_broker();
     let street = StreetPlan::load(&geodata_dir()).expect("the shipped geodata");
-    let mut params = Params::new(end, 6.0, seed);
+    let registrar = admin.map(|token| Registrar {
+        api: app.base.clone(),
+        token,
+    });
+    let mut params = Params::new(end, hours, seed);
     params.faults = faults;
     let dir = tempfile::tempdir().expect("temp dir");
     let truth_file = dir.path().join("truth.jsonl");
     let url = format!("mqtt://{}:{}", app.broker.0, app.broker.1);
-    kerbside_sim::run(&street, &params, &url, 3_600.0, &truth_file, |_, _| {})
-        .expect("the simulation runs");
+    kerbside_sim::run(
+        &street,
+        &params,
+        &url,
+        registrar.as_ref(),
+        3_600.0,
+        &truth_file,
+        |_, _| {},
+    )
+    .expect("the simulation runs");
     let truth = truth::read(&truth_file).expect("the truth reads back");
     let report = check(
         &truth,
@@ -50,12 +70,14 @@ fn six_hours_with_duplicates_and_reordering_are_reported_exactly() {
     let app = spawn_app();
     let report = simulate_and_check(
         &app,
+        6.0,
         42,
         Faults {
             duplicates: 0.05,
             reorder: 0.05,
             ..Faults::default()
         },
+        None,
     );
     assert_eq!(report.bays_compared, 136);
     assert_eq!(report.end_state_agreement, Some(1.0));
@@ -75,6 +97,7 @@ fn a_hard_day_loses_nothing_and_invents_nothing() {
     let app = spawn_app();
     let report = simulate_and_check(
         &app,
+        6.0,
         7,
         Faults {
             duplicates: 0.05,
@@ -83,6 +106,7 @@ fn a_hard_day_loses_nothing_and_invents_nothing() {
             stale_sensors: 0.05,
             malformed: 0.01,
         },
+        None,
     );
     // Every bay whose sensor lives is right; a silent one is not claimed.
     assert_eq!(report.end_state_agreement, Some(1.0), "{report:?}");
@@ -94,4 +118,35 @@ fn a_hard_day_loses_nothing_and_invents_nothing() {
     assert_eq!(report.overstay_precision, Some(1.0), "{report:?}");
     assert_eq!(report.outside_bay_recall, Some(1.0), "{report:?}");
     assert!(app.metric("kerbside_events_rejected_total") > 10.0);
+}
+
+#[test]
+fn a_street_of_registered_devices_is_reported_exactly() {
+    let app = spawn_app_with(|s| s.devices = kerbside::devices::DeviceMode::Registered);
+    let admin = app.token(Role::Admin);
+    let report = simulate_and_check(
+        &app,
+        2.0,
+        11,
+        Faults {
+            duplicates: 0.05,
+            reorder: 0.05,
+            ..Faults::default()
+        },
+        Some(admin.clone()),
+    );
+    assert_eq!(report.bays_compared, 136);
+    assert_eq!(report.end_state_agreement, Some(1.0), "{report:?}");
+    assert!(report.full_agreement(), "{report:?}");
+    // Every event came from a device the service knew.
+    assert_eq!(
+        app.metric("kerbside_events_rejected_by_reason_total{reason=\"unknown_device\"}"),
+        0.0
+    );
+    assert!(app.metric("kerbside_events_accepted_total") > 500.0);
+    // The street's 136 sensors and 12 handhelds, each registered by the run.
+    let devices = app.get_as("/v1/devices", &admin).json();
+    let devices = devices["devices"].as_array().expect("a device list");
+    let kind = |k: &str| devices.iter().filter(|d| d["kind"] == k).count();
+    assert_eq!((kind("sensor"), kind("handheld")), (136, 12));
 }

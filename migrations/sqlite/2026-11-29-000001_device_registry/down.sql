@@ -1,0 +1,1 @@
+DROP TABLE broker_password_outbox; DROP TABLE device_registry;
