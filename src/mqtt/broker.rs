@@ -441,6 +441,14 @@ impl Router {
         present
     }
 
+    /// Whether `conn` is still the connection of session `key`.
+    fn is_current(&self, key: &SessionKey, conn: ConnId) -> bool {
+        self.sessions
+            .get(key)
+            .and_then(|s| s.link.as_ref())
+            .is_some_and(|l| l.conn == conn)
+    }
+
     fn detach(&mut self, key: &SessionKey, conn: ConnId) {
         let Some(session) = self.sessions.get_mut(key) else {
             return;
@@ -747,6 +755,11 @@ async fn serve(
             Ok(p) => p,
             Err(_) => break,
         };
+        // A revoked device, or a client taken over by a newer connection
+        // with its id, is heard no more, even if it keeps its socket open.
+        if !lock(&router).is_current(&key, conn) {
+            break;
+        }
         match packet {
             Packet::Publish(p) => {
                 if !valid_topic(&p.topic) {
@@ -849,11 +862,7 @@ async fn serve(
     }
 
     let mut r = lock(&router);
-    let still_ours = r
-        .sessions
-        .get(&key)
-        .and_then(|s| s.link.as_ref())
-        .is_some_and(|l| l.conn == conn);
+    let still_ours = r.is_current(&key, conn);
     if !clean_exit
         && still_ours
         && let Some(will) = &connect.last_will

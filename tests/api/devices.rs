@@ -340,3 +340,56 @@ fn the_embedded_broker_acknowledges_an_event_only_once_it_is_stored() {
     assert_eq!(app.bay_status("QF-S-014"), "occupied");
     locker.wait().unwrap();
 }
+
+#[test]
+fn a_revoked_device_that_keeps_its_socket_open_is_heard_no_more() {
+    use std::io::{Read, Write};
+    let app = registered_app();
+    let admin = app.token(Role::Admin);
+    let password = app.register_device(&admin, "hh-09", "handheld");
+    // A raw socket: no client library that politely closes when told to.
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", app.broker.1)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut connect = rumqttc::Connect::new("hh-09");
+    connect.keep_alive = 60;
+    connect.set_login("hh-09", password);
+    let mut buf = bytes::BytesMut::new();
+    rumqttc::Packet::Connect(connect)
+        .write(&mut buf, 1 << 20)
+        .unwrap();
+    sock.write_all(&buf).unwrap();
+    let mut connack = [0u8; 4];
+    sock.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 0x02, 0x00, 0x00], "accepted");
+
+    assert_eq!(app.delete_as("/v1/devices/hh-09", &admin).status, 200);
+    // The broker closes its side...
+    let mut rest = [0u8; 16];
+    assert_eq!(sock.read(&mut rest).unwrap_or(0), 0, "the broker hung up");
+    // ...and whatever still comes down the socket goes nowhere.
+    let mut publish = rumqttc::Publish::new(
+        "kerbside/v1/devices/hh-09/events",
+        rumqttc::QoS::AtLeastOnce,
+        occupied("late-1", "QF-S-030").to_string(),
+    );
+    publish.pkid = 1;
+    let mut buf = bytes::BytesMut::new();
+    rumqttc::Packet::Publish(publish)
+        .write(&mut buf, 1 << 20)
+        .unwrap();
+    let _ = sock.write_all(&buf);
+
+    let other = app.register_device(&admin, "hh-10", "handheld");
+    let d = app.mqtt_as("hh-10", "hh-10", &other);
+    d.send_events("hh-10", &occupied("h-1", "QF-S-031"));
+    wait_until("the other handheld's event", || {
+        app.bay_status("QF-S-031") == "occupied"
+    });
+    assert_eq!(app.bay_status("QF-S-030"), "unknown");
+    assert_eq!(
+        app.metric("kerbside_events_rejected_total"),
+        0.0,
+        "the revoked device's publish never reached kerbside"
+    );
+}
