@@ -134,8 +134,9 @@ pub enum TokenCommand {
     },
     /// List the API tokens (never a token or its hash).
     ///
-    /// One line per token after a header, tab-separated: name, role,
-    /// created, expires and revoked (RFC 3339, `-` for none).
+    /// One line per token after a header, tab-separated like `device
+    /// list`: name, role, created_at, expires_at and revoked_at (RFC 3339,
+    /// `-` for none).
     List {
         #[command(flatten)]
         database: DatabaseArgs,

@@ -93,7 +93,7 @@ fn token(action: TokenCommand) -> anyhow::Result<()> {
                 .context("cannot read the tokens")?;
             let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), rfc3339);
             let mut out = std::io::stdout().lock();
-            writeln!(out, "name\trole\tcreated\texpires\trevoked")?;
+            writeln!(out, "name\trole\tcreated_at\texpires_at\trevoked_at")?;
             for t in tokens {
                 // One token a line, whatever its name holds.
                 let name: String = t
@@ -118,7 +118,7 @@ fn token(action: TokenCommand) -> anyhow::Result<()> {
             if revoked == 0 {
                 anyhow::bail!("no unrevoked token is named {name:?}");
             }
-            println!("revoked {revoked} token(s) named {name:?}");
+            eprintln!("revoked {revoked} token(s) named {name:?}");
         }
     }
     Ok(())

@@ -256,7 +256,10 @@ fn token_list(db: &str) -> Vec<Vec<String>> {
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8(out.stdout).unwrap();
     let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("name\trole\tcreated\texpires\trevoked"));
+    assert_eq!(
+        lines.next(),
+        Some("name\trole\tcreated_at\texpires_at\trevoked_at")
+    );
     lines
         .map(|l| l.split('\t').map(str::to_owned).collect())
         .collect()
@@ -294,7 +297,7 @@ fn tokens_are_listed_without_secrets_and_revoked_by_name() {
 
     let out = kerbside(&["token", "revoke", "--name", "Li Wei", "--database-url", db]);
     assert!(out.status.success(), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("revoked 2"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked 2"));
     app.get_as(VIOLATIONS, &li).problem(401);
     app.get_as(VIOLATIONS, &li_temp).problem(401);
     assert_eq!(app.get_as(VIOLATIONS, &zhou).status, 200);
