@@ -188,7 +188,8 @@ impl Application {
             mqtt: link,
             devices,
             timezone: settings.timezone,
-            limiter: http::public::RateLimiter::new(settings.public_rate_per_minute),
+            limiter: http::public::RateLimiter::new(settings.public_rate_per_minute)
+                .trusting(settings.trusted_proxies.clone()),
         });
 
         let data = state.clone();

@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
 
 use crate::devices::DeviceMode;
 use crate::domain::auth::Role;
@@ -118,9 +120,65 @@ pub enum TokenCommand {
         /// Who or what holds it (shown in audit trails, e.g. a warden's name).
         #[arg(long)]
         name: String,
+        /// The token stops working this many days (of 24 hours) from now;
+        /// without this or --expires-at it lasts until revoked.
+        #[arg(long, value_name = "DAYS", conflicts_with = "expires_at",
+              value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        expires_in_days: Option<u32>,
+        /// The token stops working at this instant (RFC 3339 with an
+        /// offset, e.g. 2027-06-30T18:00:00+08:00).
+        #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+        expires_at: Option<DateTime<Utc>>,
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// List the API tokens (never a token or its hash).
+    ///
+    /// One line per token after a header, tab-separated like `device
+    /// list`: name, role, created_at, expires_at and revoked_at (RFC 3339,
+    /// `-` for none).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke every unrevoked token with this name; fails if there is none.
+    Revoke {
+        /// The name the tokens were created with (`token create --name`).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Parses an RFC 3339 instant with an offset.
+fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 instant with an offset (like 2027-06-30T18:00:00+08:00): {e}")
+        })
+}
+
+/// Parses a comma-separated list of [`parse_network`]s; blank entries are
+/// skipped, so an empty list is no network.
+fn parse_networks(s: &str) -> Result<Vec<IpNet>, String> {
+    s.split(',')
+        .filter(|n| !n.trim().is_empty())
+        .map(parse_network)
+        .collect()
+}
+
+/// Parses a network in CIDR form (`10.0.0.0/8`, `2001:db8::/32`), or one
+/// address as a network of one host.
+pub fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .map(|n| n.trunc())
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| {
+            format!("{s:?} is not a network in CIDR form (like 10.0.0.0/8 or 2001:db8::/32) nor an address")
+        })
 }
 
 /// A role, as typed on the command line.
@@ -209,6 +267,15 @@ pub struct Settings {
         default_value = "registered"
     )]
     pub devices: DeviceMode,
+    /// Networks of the reverse proxies in front of kerbside (`CIDR,...`;
+    /// an address alone is one host). Only a request from one of them has
+    /// its `X-Forwarded-For` believed, for the public rate limit; empty (the
+    /// default): the peer address always counts.
+    // `::std::vec::Vec`: one value holding the whole list, so that an empty
+    // KERBSIDE_TRUSTED_PROXIES means none rather than a bad network.
+    #[arg(long, env = "KERBSIDE_TRUSTED_PROXIES", value_name = "CIDR,...",
+          default_value = "", hide_default_value = true, value_parser = parse_networks)]
+    pub trusted_proxies: ::std::vec::Vec<IpNet>,
 }
 
 impl Settings {
@@ -230,6 +297,7 @@ impl Settings {
             overstay_grace_minutes: 0,
             public_rate_per_minute: 600,
             devices: DeviceMode::Registered,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -273,6 +341,55 @@ mod tests {
         assert_eq!(s.database.database_url, "sqlite://x.db");
         assert_eq!(s.mqtt_url.as_deref(), Some("mqtt://127.0.0.1:1883"));
         assert_eq!(s.mqtt_client_id, "k2");
+    }
+
+    #[test]
+    fn trusted_proxies_are_networks_or_addresses() {
+        let cli = Cli::try_parse_from([
+            "kerbside",
+            "serve",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.7,2001:db8::/32",
+        ])
+        .unwrap();
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("not serve")
+        };
+        let nets: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.7/32", "2001:db8::/32"]);
+        assert!(Settings::defaults().trusted_proxies.is_empty());
+        let none = Cli::try_parse_from(["kerbside", "serve", "--trusted-proxies", ""]).unwrap();
+        let Some(Command::Serve(s)) = none.command else {
+            panic!("not serve")
+        };
+        assert!(s.trusted_proxies.is_empty());
+        let cli = Cli::try_parse_from(["kerbside"]).unwrap();
+        assert!(cli.serve.trusted_proxies.is_empty());
+        let err = Cli::try_parse_from(["kerbside", "serve", "--trusted-proxies", "10.0.0.0/33"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("10.0.0.0/33") && err.contains("CIDR"), "{err}");
+    }
+
+    #[test]
+    fn a_token_expires_in_days_or_at_an_instant_not_both() {
+        let create = [
+            "kerbside", "token", "create", "--role", "admin", "--name", "a",
+        ];
+        let with = |extra: &[&str]| Cli::try_parse_from(create.iter().chain(extra));
+        assert!(with(&["--expires-in-days", "30"]).is_ok());
+        assert!(with(&["--expires-at", "2027-06-30T18:00:00+08:00"]).is_ok());
+        assert!(with(&["--expires-at", "2027-06-30"]).is_err());
+        assert!(with(&["--expires-in-days", "0"]).is_err());
+        assert!(
+            with(&[
+                "--expires-in-days",
+                "1",
+                "--expires-at",
+                "2027-06-30T18:00:00Z"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

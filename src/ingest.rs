@@ -106,7 +106,7 @@ impl Ingestor {
                     ),
                 })],
             };
-            for outcome in outcomes {
+            for (index, outcome) in outcomes.into_iter().enumerate() {
                 match outcome.and_then(|e| place(&map, e)) {
                     Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
                         event,
@@ -118,6 +118,7 @@ impl Ingestor {
                         told.push((m.device.clone(), r.clone()));
                         batch.rejections.push(RejectionRecord {
                             device_id: m.device.clone(),
+                            once_key: r.once_key(&m.payload, index),
                             rejection: r,
                             payload: payload_excerpt(&m.payload),
                             received_at: m.received_at,

@@ -1,12 +1,14 @@
 //! The `kerbside` binary: parse the command line, set up logging, hand over.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::Parser;
 use kerbside::app::Application;
-use kerbside::clock::{Clock, SystemClock};
+use kerbside::clock::{Clock, SystemClock, rfc3339};
 use kerbside::config::{Cli, Command, DeviceCommand, Settings, TokenCommand};
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::domain::devices::{DeviceKind, check_name, generate_password};
@@ -20,6 +22,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not in a log file or journal.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -34,22 +38,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(settings)) => serve(settings),
-        Some(Command::Token {
-            action:
-                TokenCommand::Create {
-                    role,
-                    name,
-                    database,
-                },
-        }) => {
-            let store = Store::open(&database.database_url)?;
-            let token = generate_token();
-            store
-                .create_token(&name, Role::from(role), &token.hash, SystemClock.now())
-                .context("cannot store the token")?;
-            println!("{}", token.secret);
-            Ok(())
-        }
+        Some(Command::Token { action }) => token(action),
         Some(Command::Device { action }) => device(action),
         Some(Command::MosquittoConf {
             out,
@@ -71,6 +60,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn token(action: TokenCommand) -> anyhow::Result<()> {
+    let now = SystemClock.now();
+    match action {
+        TokenCommand::Create {
+            role,
+            name,
+            expires_in_days,
+            expires_at,
+            database,
+        } => {
+            let expires_at = expires_at.or_else(|| {
+                expires_in_days.map(|days| now + chrono::Duration::days(i64::from(days)))
+            });
+            if let Some(at) = expires_at
+                && at <= now
+            {
+                anyhow::bail!("--expires-at {} is not in the future", rfc3339(at));
+            }
+            let store = Store::open(&database.database_url)?;
+            let token = generate_token();
+            store
+                .create_token_expiring(&name, Role::from(role), &token.hash, now, expires_at)
+                .context("cannot store the token")?;
+            println!("{}", token.secret);
+        }
+        TokenCommand::List { database } => {
+            let tokens = Store::open(&database.database_url)?
+                .tokens()
+                .context("cannot read the tokens")?;
+            let when = |t: Option<DateTime<Utc>>| t.map_or_else(|| "-".to_owned(), rfc3339);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "name\trole\tcreated_at\texpires_at\trevoked_at")?;
+            for t in tokens {
+                // One token a line, whatever its name holds.
+                let name: String = t
+                    .name
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                writeln!(
+                    out,
+                    "{name}\t{}\t{}\t{}\t{}",
+                    t.role.as_str(),
+                    rfc3339(t.created_at),
+                    when(t.expires_at),
+                    when(t.revoked_at)
+                )?;
+            }
+        }
+        TokenCommand::Revoke { name, database } => {
+            let revoked = Store::open(&database.database_url)?
+                .revoke_tokens_named(&name, now)
+                .context("cannot revoke the tokens")?;
+            if revoked == 0 {
+                anyhow::bail!("no unrevoked token is named {name:?}");
+            }
+            eprintln!("revoked {revoked} token(s) named {name:?}");
+        }
+    }
+    Ok(())
 }
 
 /// `kerbside device add|revoke|list`: straight to the store; a running

@@ -167,6 +167,34 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// What makes this the same rejection when its message is delivered
+    /// again (a lost acknowledgement makes the broker redeliver): within a
+    /// device, `event:REASON:EVENT_ID` when the event id could be read,
+    /// else `payload:SHA256:INDEX`, the hex SHA-256 of the payload bytes
+    /// and `index`, this outcome's place among its message's outcomes
+    /// (several elements of one array may each lack an id).
+    ///
+    /// One event id rejected for two reasons (say `unknown_bay`, then
+    /// `too_old` when resent weeks later) is two rejections; the same
+    /// reason again is the same one.
+    pub fn once_key(&self, payload: &[u8], index: usize) -> String {
+        match &self.event_id {
+            Some(id) => format!("event:{}:{id}", self.reason.as_str()),
+            None => {
+                use sha2::{Digest, Sha256};
+                use std::fmt::Write;
+                let digest = Sha256::digest(payload);
+                let mut key = String::with_capacity(8 + 64 + 1 + 3);
+                key.push_str("payload:");
+                for b in digest {
+                    let _ = write!(key, "{b:02x}");
+                }
+                let _ = write!(key, ":{index}");
+                key
+            }
+        }
+    }
+
     fn new(event_id: Option<String>, reason: Reason, detail: impl Into<String>) -> Self {
         Rejection {
             event_id,

@@ -10,7 +10,8 @@ use super::problem::{ApiError, blocking};
 use crate::domain::auth::{Role, hash_token};
 
 /// An authenticated caller. Extracting it answers 401 when the request has
-/// no token, a malformed one, or one the store does not know.
+/// no token, a malformed one, one the store does not know (or has revoked),
+/// or one past its expiry by the service's clock.
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The token's name (who acted, for audit trails).
@@ -73,13 +74,21 @@ impl FromRequest for Caller {
             let state = state.ok_or_else(|| ApiError::Unauthorized("no token store".into()))?;
             let store = state.store.clone();
             let hash = hash_token(&token);
-            let record = blocking(move || store.token_by_hash(&hash)).await?;
-            record
-                .map(|r| Caller {
-                    name: r.name,
-                    role: r.role,
-                })
-                .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))
+            let record = blocking(move || store.token_by_hash(&hash))
+                .await?
+                .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
+            if record.expired(state.clock.now())
+                && let Some(at) = record.expires_at
+            {
+                return Err(ApiError::Unauthorized(format!(
+                    "the token expired at {}",
+                    crate::clock::rfc3339(at)
+                )));
+            }
+            Ok(Caller {
+                name: record.name,
+                role: record.role,
+            })
         })
     }
 }

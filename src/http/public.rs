@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -33,6 +34,8 @@ pub struct RateLimiter {
     per_minute: u32,
     burst: f64,
     buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    /// Proxies whose `X-Forwarded-For` is believed; see [`client_address`].
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl RateLimiter {
@@ -42,7 +45,15 @@ impl RateLimiter {
             per_minute,
             burst: f64::from(per_minute.clamp(1, 120)),
             buckets: Mutex::new(HashMap::new()),
+            trusted_proxies: Vec::new(),
         }
+    }
+
+    /// The same limiter, counting a request from one of `proxies` against
+    /// the client its `X-Forwarded-For` names.
+    pub fn trusting(mut self, proxies: Vec<IpNet>) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Takes one request for `ip` at `now`; `Err` holds the seconds to wait.
@@ -68,11 +79,57 @@ impl RateLimiter {
     }
 }
 
+/// The address a request is counted against: the peer's, unless the peer
+/// is one of the `trusted` proxies; then the right-most address of
+/// `forwarded_for` (the `X-Forwarded-For` headers in order; each proxy
+/// appends the address it heard from) that is not itself a trusted proxy.
+/// Everything left of that was written by the client and may be forged.
+/// If every address is a trusted proxy, the left-most counts; an entry that
+/// is not an address stops the walk at the last proxy before it.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(client) {
+        return client;
+    }
+    for entry in forwarded_for.iter().rev().flat_map(|h| h.rsplit(',')) {
+        let Some(ip) = forwarded_address(entry) else {
+            return client;
+        };
+        client = ip.to_canonical();
+        if !is_trusted(client) {
+            return client;
+        }
+    }
+    client
+}
+
+/// One `X-Forwarded-For` entry: an address, perhaps with a port
+/// (`203.0.113.7`, `203.0.113.7:4711`, `2001:db8::7`, `[2001:db8::7]:4711`).
+fn forwarded_address(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+}
+
 fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let ip = req
+    let peer = req
         .peer_addr()
         .map(|a| a.ip())
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let trusted = &state.limiter.trusted_proxies;
+    let ip = if trusted.is_empty() {
+        peer
+    } else {
+        let forwarded: Vec<&str> = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        client_address(peer, &forwarded, trusted)
+    };
     state
         .limiter
         .check(ip, Instant::now())
@@ -358,6 +415,67 @@ pub async fn preflight() -> HttpResponse {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_the_client_whatever_it_forwards() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer = ip("198.51.100.9");
+        assert_eq!(client_address(peer, &["203.0.113.7"], &trusted), peer);
+        assert_eq!(client_address(peer, &["203.0.113.7"], &[]), peer);
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_address_counts() {
+        let trusted = nets(&["10.0.0.0/8", "2001:db8::/32"]);
+        let proxy = ip("10.0.0.2");
+        // The client forged the first entry; the proxies appended the rest.
+        assert_eq!(
+            client_address(proxy, &["1.2.3.4, 203.0.113.7, 10.0.0.1"], &trusted),
+            ip("203.0.113.7")
+        );
+        // Several headers are one list, in order.
+        assert_eq!(
+            client_address(
+                proxy,
+                &["1.2.3.4", "203.0.113.7:4711", "10.0.0.1"],
+                &trusted
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client_address(ip("2001:db8::1"), &["[2001:db8:ffff::1]:80"], &trusted),
+            ip("2001:db8:ffff::1")
+        );
+        // IPv4 peers on an IPv6 socket are matched as IPv4.
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.2"), &["203.0.113.7"], &trusted),
+            ip("203.0.113.7")
+        );
+    }
+
+    #[test]
+    fn without_a_usable_forwarded_address_the_nearest_proxy_counts() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let proxy = ip("10.0.0.2");
+        assert_eq!(client_address(proxy, &[], &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, &["203.0.113.7, unknown, 10.0.0.1"], &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            client_address(proxy, &["10.0.0.9, 10.0.0.1"], &trusted),
+            ip("10.0.0.9"),
+            "all proxies: the left-most"
+        );
+    }
 
     #[test]
     fn the_bucket_allows_a_burst_then_the_rate() {

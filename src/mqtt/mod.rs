@@ -17,8 +17,8 @@
 //! the device registry.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
@@ -28,6 +28,7 @@ use tokio::sync::{Mutex, mpsc};
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::BayStatus;
 use crate::ingest::{Ingestor, Message};
+use crate::street::StreetMap;
 
 pub mod broker;
 pub mod dynsec;
@@ -184,6 +185,7 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
     let publisher = Arc::new(Publisher {
         client: client.clone(),
         last: Mutex::new(HashMap::new()),
+        cleared_for: std::sync::Mutex::new(None),
     });
     tokio::spawn(poll_loop(
         eventloop,
@@ -337,6 +339,7 @@ async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publishe
         publisher
             .publish_changes(&ingestor, all.iter().copied())
             .await;
+        publisher.clear_retired(&ingestor).await;
         ingestor.metrics.sweeps.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -357,12 +360,18 @@ struct StateMessage<'a> {
     updated_at: String,
 }
 
-/// Publishes retained bay states when a bay's reported status changes.
+/// Publishes retained bay states when a bay's reported status changes,
+/// and clears them when a bay leaves the street.
 struct Publisher {
     client: AsyncClient,
     /// The status last published per bay; held while publishing, so that
     /// states go out in the order they were computed.
     last: Mutex<HashMap<BayId, BayStatus>>,
+    /// The street map `last` was last checked against for retired bays;
+    /// `None` until the store's retired bays have been cleared once since
+    /// start. A `Weak` keeps the old map's address from being reused
+    /// without keeping the map. Only touched while `last` is held.
+    cleared_for: std::sync::Mutex<Option<Weak<StreetMap>>>,
 }
 
 impl Publisher {
@@ -391,10 +400,13 @@ impl Publisher {
         bays: impl Iterator<Item = (&'a BayId, &'a RoadId)>,
     ) {
         let mut last = self.last.lock().await;
+        // Read under the lock: a bay this skips is gone from the map that
+        // `clear_retired` checks next, or has already been cleared.
+        let map = ingestor.street.map();
         let now = ingestor.clock.now();
         for (bay, road) in bays {
             let report = ingestor.street.report(bay, now);
-            if last.get(bay) == Some(&report.status) {
+            if last.get(bay) == Some(&report.status) || map.bay(bay).is_none() {
                 continue;
             }
             last.insert(bay.clone(), report.status);
@@ -408,6 +420,69 @@ impl Publisher {
             self.send(topics::bay_state(bay.as_str()), true, &body)
                 .await;
         }
+    }
+
+    /// Clears (an empty retained message) the state topic of every bay
+    /// that has left the street: bays published since start that a new
+    /// layout has retired, looked for whenever the street's map changes,
+    /// and, once after start (when nothing is remembered), every bay the
+    /// store holds as retired. Without this the broker would hand a
+    /// retired bay's last state to every new subscriber forever.
+    async fn clear_retired(&self, ingestor: &Ingestor) {
+        let mut last = self.last.lock().await;
+        let map = ingestor.street.map();
+        let checked = self
+            .cleared_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut gone: Vec<BayId> = Vec::new();
+        match checked {
+            Some(seen) if std::ptr::eq(seen.as_ptr(), Arc::as_ptr(&map)) => return,
+            Some(_) => {}
+            None => {
+                let store = ingestor.store.clone();
+                match tokio::task::spawn_blocking(move || store.retired_bays()).await {
+                    Ok(Ok(retired)) => gone = retired,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot read the retired bays; will retry");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the retired-bays task failed; will retry");
+                        return;
+                    }
+                }
+            }
+        }
+        last.retain(|bay, _| {
+            let on_street = map.bay(bay).is_some();
+            if !on_street {
+                gone.push(bay.clone());
+            }
+            on_street
+        });
+        for bay in &gone {
+            if let Err(e) = self
+                .client
+                .publish(
+                    topics::bay_state(bay.as_str()),
+                    QoS::AtLeastOnce,
+                    true,
+                    Vec::new(),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, bay = %bay, "cannot clear a retired bay's state");
+            }
+        }
+        if !gone.is_empty() {
+            tracing::info!(
+                bays = gone.len(),
+                "cleared the retained state of retired bays"
+            );
+        }
+        *self.cleared_for.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(&map));
     }
 }
 

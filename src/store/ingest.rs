@@ -37,6 +37,9 @@ pub struct RejectionRecord {
     pub rejection: Rejection,
     /// The payload, when it is text (cut to 4 KiB), for diagnosis.
     pub payload: Option<String>,
+    /// [`Rejection::once_key`]: with the device, stores the rejection at
+    /// most once however often its message is redelivered.
+    pub once_key: String,
     pub received_at: DateTime<Utc>,
 }
 
@@ -163,7 +166,10 @@ impl Store {
                             rejections::detail.eq(&r.rejection.detail),
                             rejections::payload.eq(r.payload.as_deref()),
                             rejections::received_at_ms.eq(to_ms(r.received_at)),
+                            rejections::once_key.eq(&r.once_key),
                         ))
+                        .on_conflict((rejections::device_id, rejections::once_key))
+                        .do_nothing()
                         .execute(conn)?;
                 }
                 let written = self
@@ -454,8 +460,114 @@ impl Store {
         Ok(events::table.count().get_result(&mut self.conn()?)?)
     }
 
-    /// How many rejections are stored.
+    /// How many rejections are stored (a redelivered one counts once).
     pub fn rejection_count(&self) -> Result<i64, StoreError> {
         Ok(rejections::table.count().get_result(&mut self.conn()?)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::events::Reason;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        (dir, Store::open(&url).unwrap())
+    }
+
+    fn rejection(event_id: Option<&str>, payload: &[u8], index: usize) -> RejectionRecord {
+        let rejection = Rejection {
+            event_id: event_id.map(str::to_owned),
+            reason: Reason::Malformed,
+            detail: "type is required".into(),
+        };
+        RejectionRecord {
+            device_id: "s-1".into(),
+            once_key: rejection.once_key(payload, index),
+            rejection,
+            payload: std::str::from_utf8(payload).ok().map(str::to_owned),
+            received_at: Utc::now(),
+        }
+    }
+
+    fn write(store: &Store, rejections: Vec<RejectionRecord>) {
+        let batch = BatchWrite {
+            events: vec![],
+            rejections,
+        };
+        let enf = Enforcement {
+            tz: chrono_tz::Asia::Shanghai,
+            grace: Duration::zero(),
+            staleness: Duration::minutes(30),
+        };
+        store
+            .write_batch(&batch, &HashMap::new(), &HashMap::new(), enf, Utc::now())
+            .unwrap();
+    }
+
+    #[test]
+    fn a_redelivered_rejection_is_stored_once() {
+        let (_dir, store) = store();
+        let payload = br#"{"event_id":"e1"}"#;
+        write(&store, vec![rejection(Some("e1"), payload, 0)]);
+        write(&store, vec![rejection(Some("e1"), payload, 0)]);
+        assert_eq!(store.rejection_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn old_duplicate_rejections_neither_stop_the_migration_nor_come_back() {
+        use diesel::connection::SimpleConnection;
+        use diesel_migrations::MigrationHarness;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        // A store as it was before rejections were keyed, with a redelivery.
+        for m in conn
+            .pending_migrations(super::super::SQLITE_MIGRATIONS)
+            .unwrap()
+        {
+            if m.name().to_string().as_str() >= "2026-11-29-000002" {
+                break;
+            }
+            conn.run_migration(&m).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO rejections (device_id, event_id, reason, detail, received_at_ms) VALUES \
+             ('s-1', 'e1', 'malformed', 'x', 1), ('s-1', 'e1', 'malformed', 'x', 2), \
+             ('s-1', NULL, 'malformed', 'x', 3), ('s-1', NULL, 'malformed', 'x', 4);",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&format!("sqlite://{}", path.display())).unwrap();
+        assert_eq!(store.rejection_count().unwrap(), 4, "history is kept");
+        write(&store, vec![rejection(Some("e1"), b"{}", 0)]);
+        assert_eq!(
+            store.rejection_count().unwrap(),
+            4,
+            "an old rejection's redelivery is known"
+        );
+    }
+
+    #[test]
+    fn unreadable_payloads_are_told_apart_by_digest_and_place() {
+        let (_dir, store) = store();
+        // Two elements of one array without an id, and another payload.
+        let both = || {
+            vec![
+                rejection(None, b"[1,2]", 0),
+                rejection(None, b"[1,2]", 1),
+                rejection(None, b"not json", 0),
+            ]
+        };
+        write(&store, both());
+        assert_eq!(store.rejection_count().unwrap(), 3);
+        write(&store, both());
+        assert_eq!(
+            store.rejection_count().unwrap(),
+            3,
+            "the redelivery adds none"
+        );
     }
 }

@@ -7,7 +7,7 @@ use geojson::{Feature, FeatureCollection};
 
 use super::schema::{bays, layout_features, layout_revisions, parking_sessions, roads};
 use super::{Store, StoreError, from_ms, to_ms};
-use crate::domain::ids::RoadId;
+use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::{Layout, parse_layouts};
 
 /// What is recorded of one published revision.
@@ -278,6 +278,19 @@ impl Store {
             .collect()
     }
 
+    /// Every bay a layout revision has retired and no later one brought
+    /// back, in id order: their retained states are to be cleared.
+    pub fn retired_bays(&self) -> Result<Vec<BayId>, StoreError> {
+        let ids: Vec<String> = bays::table
+            .filter(bays::retired_revision.is_not_null())
+            .order(bays::bay_id)
+            .select(bays::bay_id)
+            .load(&mut self.conn()?)?;
+        ids.iter()
+            .map(|id| BayId::parse(id).map_err(|e| StoreError::Corrupt(format!("bay {id:?}: {e}"))))
+            .collect()
+    }
+
     /// One revision of a road, if both exist.
     pub fn layout_revision(
         &self,
@@ -351,4 +364,38 @@ fn load_revision(
         info: info.try_into()?,
         layout: layouts.remove(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_removed_bay_is_retired_until_a_layout_brings_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&format!("sqlite://{}", dir.path().join("k.db").display())).unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("geodata")
+            .join("qingfeng-road.geojson");
+        let full = crate::geodata::load_file(&path).unwrap().remove(0);
+        let now = Utc.with_ymd_and_hms(2026, 11, 29, 0, 0, 0).unwrap();
+        store
+            .publish_layout(&full, "test", None, None, now)
+            .unwrap();
+        assert!(store.retired_bays().unwrap().is_empty());
+
+        let mut less = full.clone();
+        let gone = less.bays.remove(3).bay_id;
+        store
+            .publish_layout(&less, "test", None, None, now)
+            .unwrap();
+        assert_eq!(store.retired_bays().unwrap(), [gone]);
+
+        store
+            .publish_layout(&full, "test", None, None, now)
+            .unwrap();
+        assert!(store.retired_bays().unwrap().is_empty());
+    }
 }

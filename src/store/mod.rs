@@ -28,7 +28,7 @@ pub use devices::DeviceRecord;
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use sessions::{SessionCursor, SessionRecord};
-pub use tokens::TokenRecord;
+pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{
     ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationRecord,
 };
@@ -77,17 +77,21 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
     }
 }
 
-/// WAL lets readers run beside the one writer; NORMAL sync under WAL is
-/// durable across a process crash (the broker redelivers anything a power
-/// cut could lose before the next checkpoint); the busy timeout makes a
-/// writer wait for another instead of failing. A 64 MiB page cache per
+/// WAL lets readers run beside the one writer. FULL sync makes every commit
+/// fsync the log before it returns, so a commit survives a power cut or a
+/// kernel panic, not only a process crash: a QoS 1 message is acknowledged
+/// to the broker after its commit, and the broker then forgets it, so an
+/// acknowledged event that only reached the page cache (NORMAL under WAL)
+/// could be lost for good. Ingest commits a whole batch in one
+/// transaction, so this is one fsync a batch, not one an event. The busy
+/// timeout makes a writer wait for another instead of failing. A 64 MiB page cache per
 /// connection and 64 MiB of memory-mapped reads keep the indexes of the
 /// write path in memory (the rest of a large file is left to the kernel's
 /// page cache, outside the process).
 /// Checkpoints are taken off the commit path (`wal_autocheckpoint = 0`): a
 /// background thread runs them, see [`Store::spawn_checkpointer`].
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; \
+     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA cache_size = -65536; \
      PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 67108864; PRAGMA wal_autocheckpoint = 0;";
 
 /// Turns `sqlite://PATH` (or `sqlite:PATH`) into the file path.

@@ -82,6 +82,7 @@ diesel::table! {
         detail -> Text,
         payload -> Nullable<Text>,
         received_at_ms -> BigInt,
+        once_key -> Nullable<Text>,
     }
 }
 
@@ -148,6 +149,7 @@ diesel::table! {
         token_hash -> Text,
         created_at_ms -> BigInt,
         revoked_at_ms -> Nullable<BigInt>,
+        expires_at_ms -> Nullable<BigInt>,
     }
 }
 

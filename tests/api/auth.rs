@@ -1,9 +1,9 @@
 //! Access: 401 without a valid token, 403 for the wrong role, public
 //! endpoints open to all.
 
-use kerbside::domain::auth::Role;
+use kerbside::domain::auth::{Role, generate_token};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{default_now, spawn_app};
 
 const VIOLATIONS: &str = "/v1/roads/qingfeng-road/violations";
 
@@ -75,4 +75,24 @@ fn public_endpoints_need_no_token() {
     ] {
         assert_eq!(app.get(path).status, 200, "{path}");
     }
+}
+
+#[test]
+fn an_expired_token_is_401_saying_so() {
+    let app = spawn_app();
+    let t = generate_token();
+    let until = default_now() + chrono::Duration::hours(1);
+    app.store
+        .create_token_expiring("temp", Role::Warden, &t.hash, default_now(), Some(until))
+        .unwrap();
+    assert_eq!(app.get_as(VIOLATIONS, &t.secret).status, 200);
+    app.clock.advance(chrono::Duration::hours(1));
+    let p = app.get_as(VIOLATIONS, &t.secret).problem(401);
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("expired at 2026-11-27T03:00:00Z"),
+        "{p}"
+    );
 }

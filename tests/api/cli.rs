@@ -231,3 +231,122 @@ fn with_no_broker_flags_the_embedded_broker_finds_a_port_even_if_1883_is_taken()
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `kerbside token create` with `extra` flags; the printed token.
+fn create_token(db: &str, role: &str, name: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "token",
+        "create",
+        "--role",
+        role,
+        "--name",
+        name,
+        "--database-url",
+        db,
+    ];
+    args.extend_from_slice(extra);
+    let out = kerbside(&args);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// `kerbside token list`: its lines after the header, split at tabs.
+fn token_list(db: &str) -> Vec<Vec<String>> {
+    let out = kerbside(&["token", "list", "--database-url", db]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("name\trole\tcreated_at\texpires_at\trevoked_at")
+    );
+    lines
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn tokens_are_listed_without_secrets_and_revoked_by_name() {
+    let app = spawn_app();
+    let db = app.database_url.as_str();
+    let li = create_token(db, "warden", "Li Wei", &[]);
+    let li_temp = create_token(db, "warden", "Li Wei", &["--expires-in-days", "7"]);
+    let zhou = create_token(db, "planner", "Zhou Min", &[]);
+    const VIOLATIONS: &str = "/v1/roads/qingfeng-road/violations";
+    assert_eq!(app.get_as(VIOLATIONS, &li_temp).status, 200);
+
+    let listed = token_list(db);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(listed.iter().all(|l| l.len() == 5), "{listed:?}");
+    let summary: Vec<_> = listed
+        .iter()
+        .map(|l| (l[0].as_str(), l[1].as_str(), l[3] != "-", l[4].as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Li Wei", "warden", false, "-"),
+            ("Li Wei", "warden", true, "-"),
+            ("Zhou Min", "planner", false, "-")
+        ]
+    );
+    let text = format!("{listed:?}");
+    for t in [&li, &li_temp, &zhou] {
+        assert!(!text.contains(t.as_str()) && !text.contains(&hash_token(t)));
+    }
+
+    let out = kerbside(&["token", "revoke", "--name", "Li Wei", "--database-url", db]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked 2"));
+    app.get_as(VIOLATIONS, &li).problem(401);
+    app.get_as(VIOLATIONS, &li_temp).problem(401);
+    assert_eq!(app.get_as(VIOLATIONS, &zhou).status, 200);
+    let revoked: Vec<bool> = token_list(db).iter().map(|l| l[4] != "-").collect();
+    assert_eq!(revoked, [true, true, false]);
+
+    let err = one_line_error(&kerbside(&[
+        "token",
+        "revoke",
+        "--name",
+        "Li Wei",
+        "--database-url",
+        db,
+    ]));
+    assert!(err.contains("Li Wei"), "{err}");
+}
+
+#[test]
+fn a_token_cannot_be_made_already_expired() {
+    let (_dir, db) = fresh_store();
+    let err = one_line_error(&kerbside(&[
+        "token",
+        "create",
+        "--role",
+        "warden",
+        "--name",
+        "x",
+        "--expires-at",
+        "2020-01-01T00:00:00+08:00",
+        "--database-url",
+        &db,
+    ]));
+    assert!(err.contains("--expires-at"), "{err}");
+}
+
+#[test]
+fn logs_carry_no_colour_codes_when_not_written_to_a_terminal() {
+    let (_dir, db) = fresh_store();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_kerbside"))
+        .args(["serve", "--database-url", &db, "--http", &addr, "--geodata"])
+        .arg(geodata_dir())
+        .env("KERBSIDE_LOG", "info")
+        .env("KERBSIDE_MQTT_LISTEN", "127.0.0.1:0")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loaded geodata"), "{stderr}");
+    assert!(!stderr.contains("\x1b["), "{stderr:?}");
+}

@@ -243,6 +243,17 @@ impl TestApp {
         )
     }
 
+    /// GET `path` with `X-Forwarded-For: <forwarded_for>`, as through a proxy.
+    pub fn get_forwarded(&self, path: &str, forwarded_for: &str) -> Reply {
+        Self::read(
+            self.agent
+                .get(format!("{}{path}", self.base))
+                .header("X-Forwarded-For", forwarded_for)
+                .call()
+                .expect("GET"),
+        )
+    }
+
     /// GET `path` with `Authorization: <authorization>`.
     pub fn get_with(&self, path: &str, authorization: &str) -> Reply {
         Self::read(
@@ -512,15 +523,20 @@ impl MqttClient {
 
     /// The next message on `topic` within 10 seconds, as JSON.
     pub fn next_on(&self, topic: &str) -> Value {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let payload = self
+            .next_payload_on(topic, std::time::Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("no message on {topic} within 10 s"));
+        serde_json::from_slice(&payload).expect("JSON message")
+    }
+
+    /// The payload of the next message on `topic` within `within`, as sent.
+    pub fn next_payload_on(&self, topic: &str, within: std::time::Duration) -> Option<Vec<u8>> {
+        let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let p = self
-                .incoming
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no message on {topic} within 10 s"));
+            let p = self.incoming.recv_timeout(left).ok()?;
             if p.topic == topic {
-                return serde_json::from_slice(&p.payload).expect("JSON message");
+                return Some(p.payload.to_vec());
             }
         }
     }

@@ -273,3 +273,22 @@ fn a_new_subscriber_sees_every_bays_retained_state() {
     assert_eq!(state["since"], "2026-11-27T01:58:00Z");
     assert_eq!(state["updated_at"], "2026-11-27T02:00:00Z");
 }
+
+#[test]
+fn a_redelivered_rejected_message_is_stored_once() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let device = app.mqtt("hh-again");
+    // As a broker redelivers a message whose acknowledgement was lost.
+    for _ in 0..2 {
+        device.publish("kerbside/v1/devices/hh-again/events", "{not json");
+        device.send_events(
+            "hh-again",
+            &json!({"event_id": "x", "type": "occupied", "observed_at": at(-1), "bay_id": "QF-N-999"}),
+        );
+    }
+    wait_until("every delivery judged", || {
+        app.metric("kerbside_events_rejected_total") == 4.0
+    });
+    assert_eq!(app.store.rejection_count().unwrap(), 2);
+}

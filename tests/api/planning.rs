@@ -3,9 +3,14 @@
 
 use kerbside::domain::auth::Role;
 use kerbside::spatial::LocalFrame;
+use kerbside::store::Store;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, at, spawn_app, wait_until};
+use crate::brokers::PrivateMosquitto;
+use crate::helpers::{
+    MqttClient, TestApp, at, default_now, geodata_dir, rand_suffix, spawn_app, spawn_app_with,
+    wait_until,
+};
 
 const LAYOUT: &str = "/v1/roads/qingfeng-road/layout";
 const JSON: &str = "application/json";
@@ -379,6 +384,94 @@ fn a_removed_bay_is_retired_its_session_ends_and_its_events_are_refused() {
     );
     let rej = s.next_on("kerbside/v1/devices/s-retire/rejections");
     assert_eq!(rej["reason"], "unknown_bay");
+}
+
+#[test]
+fn a_retired_bays_retained_state_is_cleared() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let planner = app.token(Role::Planner);
+    let topic = "kerbside/v1/bays/QF-S-067/state";
+    let watcher = app.mqtt("watch-retire");
+    watcher.subscribe(topic);
+    let s = app.mqtt("s-retire-state");
+    s.send_events(
+        "s-retire-state",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-5), "bay_id": "QF-S-067"}),
+    );
+    watcher.wait_on(topic, |v| v["status"] == "occupied");
+
+    let mut fc = export(&app);
+    fc["features"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["id"] != "QF-S-067");
+    assert_eq!(put(&app, &planner, &fc, "", None).status, 200);
+
+    let cleared = watcher.next_payload_on(topic, std::time::Duration::from_secs(10));
+    assert_eq!(
+        cleared.as_deref(),
+        Some(&b""[..]),
+        "an empty retained message"
+    );
+    let fresh = app.mqtt("fresh-retire");
+    fresh.subscribe(topic);
+    assert_eq!(
+        fresh.next_payload_on(topic, std::time::Duration::from_millis(500)),
+        None,
+        "a new subscriber is told nothing of a retired bay"
+    );
+}
+
+#[test]
+fn after_a_restart_bays_retired_meanwhile_have_their_retained_state_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = PrivateMosquitto::start(dir.path(), 100);
+    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let on_broker = |db: &str| {
+        let (url, db) = (broker.url(), db.to_owned());
+        spawn_app_with(move |s| {
+            s.mqtt_url = Some(url);
+            s.mqtt_client_id = format!("kerbside-{}", rand_suffix());
+            s.database.database_url = db;
+        })
+    };
+    let topic = "kerbside/v1/bays/QF-S-066/state";
+    let watcher = MqttClient::connect("watch-restart", "127.0.0.1", broker.port);
+    watcher.subscribe(topic);
+    let first = on_broker(&db);
+    first.wait_for_broker();
+    let s = MqttClient::connect("s-restart", "127.0.0.1", broker.port);
+    s.send_events(
+        "s-restart",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-5), "bay_id": "QF-S-066"}),
+    );
+    watcher.wait_on(topic, |v| v["status"] == "occupied");
+    drop(first);
+
+    // Retired while this instance was down (by another one, say).
+    let mut layout = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
+        .unwrap()
+        .remove(0);
+    layout.bays.retain(|b| b.bay_id.as_str() != "QF-S-066");
+    Store::open(&db)
+        .unwrap()
+        .publish_layout(&layout, "test", None, None, default_now())
+        .unwrap();
+
+    let _back = on_broker(&db);
+    let cleared = watcher.next_payload_on(topic, std::time::Duration::from_secs(10));
+    assert_eq!(
+        cleared.as_deref(),
+        Some(&b""[..]),
+        "an empty retained message"
+    );
+    let fresh = MqttClient::connect("fresh-restart", "127.0.0.1", broker.port);
+    fresh.subscribe(topic);
+    assert_eq!(
+        fresh.next_payload_on(topic, std::time::Duration::from_millis(500)),
+        None
+    );
 }
 
 #[test]

@@ -198,3 +198,30 @@ fn browsers_may_ask_first() {
             .contains("GET")
     );
 }
+
+#[test]
+fn forwarded_addresses_count_only_from_a_trusted_proxy() {
+    const ROADS: &str = "/v1/public/roads";
+    // One request a minute: a second one from the same client is refused.
+    let direct = spawn_app_with(|s| s.public_rate_per_minute = 1);
+    assert_eq!(direct.get_forwarded(ROADS, "203.0.113.1").status, 200);
+    direct.get_forwarded(ROADS, "203.0.113.2").problem(429);
+
+    let behind_proxy = spawn_app_with(|s| {
+        s.public_rate_per_minute = 1;
+        s.trusted_proxies = vec![kerbside::config::parse_network("127.0.0.1/32").unwrap()];
+    });
+    assert_eq!(behind_proxy.get_forwarded(ROADS, "203.0.113.1").status, 200);
+    assert_eq!(
+        behind_proxy.get_forwarded(ROADS, "203.0.113.2").status,
+        200,
+        "another client behind the proxy has a bucket of its own"
+    );
+    behind_proxy
+        .get_forwarded(ROADS, "203.0.113.1")
+        .problem(429);
+    // Only the proxy's own entry is believed, not what the client wrote.
+    behind_proxy
+        .get_forwarded(ROADS, "198.51.100.1, 203.0.113.2")
+        .problem(429);
+}

@@ -1,0 +1,2 @@
+DROP INDEX rejections_once;
+ALTER TABLE rejections DROP COLUMN once_key;
