@@ -170,6 +170,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    plate_key (id) {
+        id -> Integer,
+        secret -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -185,4 +193,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     device_registry,
     broker_password_outbox,
+    plate_key,
 );
