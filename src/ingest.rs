@@ -302,7 +302,10 @@ impl Ingestor {
         }
         memo.erased_at = Some(now);
         if total > 0 {
-            tracing::info!(plates = total, "replaced plates past their keeping time by pseudonyms");
+            tracing::info!(
+                plates = total,
+                "replaced plates past their keeping time by pseudonyms"
+            );
         }
         Ok(total)
     }

@@ -305,9 +305,15 @@ mod tests {
         );
         // Left before the warden came: disputed.
         let r = review(&filed, Some(&now(t(1, 0), Some(t(3, 4)))), None, same);
-        assert!(matches!(&r, Review::Disputed(n) if n.contains("departure at 2026-11-27T03:04:00Z")), "{r:?}");
+        assert!(
+            matches!(&r, Review::Disputed(n) if n.contains("departure at 2026-11-27T03:04:00Z")),
+            "{r:?}"
+        );
         let r = review(&filed, Some(&now(t(0, 50), None)), None, same);
-        assert!(matches!(&r, Review::Disputed(n) if n.contains("arrival at 2026-11-27T00:50:00Z")), "{r:?}");
+        assert!(
+            matches!(&r, Review::Disputed(n) if n.contains("arrival at 2026-11-27T00:50:00Z")),
+            "{r:?}"
+        );
         let r = review(&filed, None, Some(t(2, 30)), same);
         assert_eq!(
             r,

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
-use super::schema::{bay_states, devices, events, parking_sessions, rejections};
 use super::privacy::replay_plates;
+use super::schema::{bay_states, devices, events, parking_sessions, rejections};
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::limit_reached_at;

@@ -43,7 +43,8 @@ pub(super) fn plate_key(
                 ))
                 .on_conflict_do_nothing()
                 .execute(conn)?;
-            read(conn)?.ok_or_else(|| StoreError::Corrupt("no plate key after writing it".into()))?
+            read(conn)?
+                .ok_or_else(|| StoreError::Corrupt("no plate key after writing it".into()))?
         }
     };
     decode_hex(&secret).ok_or_else(|| StoreError::Corrupt("the plate key is not hex".into()))
@@ -209,4 +210,169 @@ impl Store {
 
 fn corrupt(what: &str, id: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} id {id:?} is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::store::schema::{bays, roads};
+
+    fn at(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap() + Duration::hours(h)
+    }
+
+    fn plates(conn: &mut SqliteConnection, sql: &str) -> Vec<(String, String)> {
+        diesel::sql_query(sql)
+            .load::<Readable>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.plate))
+            .collect()
+    }
+
+    #[test]
+    fn plates_past_their_time_become_pseudonyms_and_nothing_else_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::open(&format!("sqlite://{}", dir.path().join("k.db").display())).unwrap();
+        let conn = &mut store.conn().unwrap();
+        diesel::insert_into(roads::table)
+            .values((
+                roads::road_id.eq("r"),
+                roads::current_revision.eq(1),
+                roads::created_at_ms.eq(0),
+            ))
+            .execute(conn)
+            .unwrap();
+        for b in ["gone", "here"] {
+            diesel::insert_into(bays::table)
+                .values((
+                    bays::bay_id.eq(b),
+                    bays::road_id.eq("r"),
+                    bays::first_revision.eq(1),
+                ))
+                .execute(conn)
+                .unwrap();
+        }
+        // Bay "gone": a car seen at 0h and 1h, gone at 2h. Bay "here": a
+        // car seen at 0h that is still there.
+        let session = |conn: &mut SqliteConnection, bay: &str, end: Option<i64>, plate: &str| {
+            diesel::insert_into(parking_sessions::table)
+                .values((
+                    parking_sessions::bay_id.eq(bay),
+                    parking_sessions::road_id.eq("r"),
+                    parking_sessions::started_at_ms.eq(to_ms(at(0))),
+                    parking_sessions::ended_at_ms.eq(end),
+                    parking_sessions::source.eq("observed"),
+                    parking_sessions::plate.eq(plate),
+                ))
+                .execute(conn)
+                .unwrap();
+        };
+        session(conn, "gone", Some(to_ms(at(2))), "A1");
+        session(conn, "here", None, "B2");
+        for (id, bay, h, plate) in [
+            ("1", "gone", 0, "A1"),
+            ("2", "gone", 1, "A1"),
+            ("3", "here", 0, "B2"),
+        ] {
+            diesel::insert_into(events::table)
+                .values((
+                    events::device_id.eq("hh"),
+                    events::event_id.eq(id),
+                    events::event_type.eq("observed"),
+                    events::observed_at_ms.eq(to_ms(at(h))),
+                    events::received_at_ms.eq(to_ms(at(h))),
+                    events::bay_id.eq(bay),
+                    events::road_id.eq("r"),
+                    events::plate.eq(plate),
+                ))
+                .execute(conn)
+                .unwrap();
+        }
+        for (id, status, plate) in [
+            ("v-d", "dismissed", "C3"),
+            ("v-t", "ticketed", "D4"),
+            ("v-o", "open", "E5"),
+        ] {
+            diesel::insert_into(violations::table)
+                .values((
+                    violations::violation_id.eq(id),
+                    violations::kind.eq("outside_bay"),
+                    violations::road_id.eq("r"),
+                    violations::plate.eq(plate),
+                    violations::started_at_ms.eq(to_ms(at(0))),
+                    violations::detected_at_ms.eq(to_ms(at(0))),
+                    violations::status.eq(status),
+                    violations::evidence.eq("[]"),
+                    violations::updated_at_ms.eq(to_ms(at(1))),
+                ))
+                .execute(conn)
+                .unwrap();
+        }
+
+        // Within the day, nothing changes.
+        assert_eq!(
+            store
+                .erase_plates(at(2) - Duration::hours(1), at(2))
+                .unwrap(),
+            Erased::default()
+        );
+        // A day after the car left.
+        let erased = store.erase_plates(at(3), at(27)).unwrap();
+        assert_eq!(
+            erased,
+            Erased {
+                sessions: 1,
+                events: 2,
+                violations: 1
+            }
+        );
+        assert_eq!(
+            store.erase_plates(at(3), at(27)).unwrap().total(),
+            0,
+            "done in one pass"
+        );
+
+        let key = plate_key(conn, at(27)).unwrap();
+        let (a1, c3) = (pseudonym(&key, "A1"), pseudonym(&key, "C3"));
+        let mut sessions = plates(
+            conn,
+            "SELECT bay_id AS id, plate FROM parking_sessions ORDER BY bay_id",
+        );
+        sessions.sort();
+        assert_eq!(
+            sessions,
+            [("gone".into(), a1.clone()), ("here".into(), "B2".into())]
+        );
+        let events = plates(
+            conn,
+            "SELECT event_id AS id, plate FROM events ORDER BY event_id",
+        );
+        assert_eq!(
+            events,
+            [
+                ("1".into(), a1.clone()),
+                ("2".into(), a1.clone()),
+                ("3".into(), "B2".into())
+            ],
+            "one car, one pseudonym; the car still there keeps its plate"
+        );
+        let violations = plates(
+            conn,
+            "SELECT violation_id AS id, plate FROM violations ORDER BY violation_id",
+        );
+        assert_eq!(
+            violations,
+            [
+                ("v-d".into(), c3),
+                ("v-o".into(), "E5".into()),
+                ("v-t".into(), "D4".into())
+            ]
+        );
+        // The key is the deployment's: asked again, it is the same.
+        assert_eq!(plate_key(conn, at(30)).unwrap(), key);
+    }
 }

@@ -10,13 +10,13 @@ use diesel::sqlite::SqliteConnection;
 use serde_json::{Value, json};
 
 use super::ingest::EventRecord;
+use super::privacy::plate_key;
 use super::schema::{events, parking_sessions, violation_disputes, violation_history, violations};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::judge;
 use crate::domain::events::EventType;
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::EnforcedHours;
-use super::privacy::plate_key;
 use crate::domain::privacy::{canonical, is_pseudonym, same_vehicle};
 use crate::domain::violations::{
     Action, OnFile, Rejudged, Review, Stay, ViolationKind, ViolationStatus, act, review, stay_of,
@@ -395,7 +395,10 @@ pub(super) fn evaluate_bay(
                 .is_null()
                 .or(parking_sessions::ended_at_ms.ge(horizon)),
         )
-        .order((parking_sessions::started_at_ms, parking_sessions::session_id))
+        .order((
+            parking_sessions::started_at_ms,
+            parking_sessions::session_id,
+        ))
         .select((
             parking_sessions::started_at_ms,
             parking_sessions::ended_at_ms,

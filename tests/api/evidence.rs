@@ -121,7 +121,9 @@ fn an_earlier_arrival_learned_late_is_still_one_overstay() {
     s.send_events("sensor-t2o", &json!([
         {"event_id": "1", "type": "occupied", "observed_at": local(9, 0).to_rfc3339(), "bay_id": "QF-S-002"},
         {"event_id": "hb", "type": "heartbeat", "observed_at": local(11, 20).to_rfc3339(), "bay_id": "QF-S-002"}]));
-    wait_until("the open overstay", || all_violations(&app, &warden).len() == 2);
+    wait_until("the open overstay", || {
+        all_violations(&app, &warden).len() == 2
+    });
     let open = all_violations(&app, &warden)
         .into_iter()
         .find(|v| v["bay_id"] == "QF-S-002")
@@ -157,7 +159,9 @@ fn an_earlier_arrival_learned_late_is_still_one_overstay() {
         .unwrap()
         .to_owned();
     assert!(
-        note.contains("arrival at 2026-11-27T00:50:00Z on later evidence, not 2026-11-27T01:00:00Z"),
+        note.contains(
+            "arrival at 2026-11-27T00:50:00Z on later evidence, not 2026-11-27T01:00:00Z"
+        ),
         "{note}"
     );
 }
@@ -188,8 +192,11 @@ fn sessions_carry_plates_for_wardens_not_planners() {
     app.clock.set(local(10, 0));
     app.wait_for_broker();
     let (warden, planner) = (app.token(Role::Warden), app.token(Role::Planner));
-    app.mqtt("hh-plates").send_events("hh-plates", &json!({"event_id": "1", "type": "observed",
-        "observed_at": local(9, 50).to_rfc3339(), "bay_id": "QF-N-001", "plate": "浙A12121"}));
+    app.mqtt("hh-plates").send_events(
+        "hh-plates",
+        &json!({"event_id": "1", "type": "observed",
+        "observed_at": local(9, 50).to_rfc3339(), "bay_id": "QF-N-001", "plate": "浙A12121"}),
+    );
     accepted(&app, 1.0);
     let path = "/v1/roads/qingfeng-road/sessions";
     let w = app.get_as(path, &warden).json();
@@ -238,7 +245,11 @@ fn plates_become_pseudonyms_a_day_after_the_parking_ends() {
     let all = all_violations(&app, &warden);
     assert_eq!(all.len(), 2, "{all:#?}");
     for v in &all {
-        let action = if v["kind"] == "outside_bay" { "dismiss" } else { "ticket" };
+        let action = if v["kind"] == "outside_bay" {
+            "dismiss"
+        } else {
+            "ticket"
+        };
         let id = v["violation_id"].as_str().unwrap();
         let r = app.post_as(&format!("/v1/violations/{id}/{action}"), &warden, "");
         assert_eq!(r.status, 200, "{}", r.body);
@@ -266,7 +277,11 @@ fn plates_become_pseudonyms_a_day_after_the_parking_ends() {
     wait_until("two sweeps", || {
         app.metric("kerbside_sweeps_total") >= sweeps + 2.0
     });
-    assert!(plates(&app).iter().all(|(_, p)| p.starts_with("浙A")), "{:?}", plates(&app));
+    assert!(
+        plates(&app).iter().all(|(_, p)| p.starts_with("浙A")),
+        "{:?}",
+        plates(&app)
+    );
 
     // A day and an hour later: nothing readable remains of the car that
     // left, nor of the dismissed van; the ticketed overstay keeps its plate.
@@ -291,6 +306,9 @@ fn plates_become_pseudonyms_a_day_after_the_parking_ends() {
     assert_eq!(plate_of("overstay"), "浙A33333");
     for path in [sessions.as_str(), &format!("{QUEUE}?status=all")] {
         let body = app.get_as(path, &warden).body;
-        assert!(!body.contains("浙A11111") && !body.contains("浙A22222"), "{body}");
+        assert!(
+            !body.contains("浙A11111") && !body.contains("浙A22222"),
+            "{body}"
+        );
     }
 }
