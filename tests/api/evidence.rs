@@ -312,3 +312,29 @@ fn plates_become_pseudonyms_a_day_after_the_parking_ends() {
         );
     }
 }
+
+#[test]
+fn a_departure_before_the_ticket_learned_late_leaves_the_ticket_as_written() {
+    let app = spawn_app();
+    app.clock.set(local(11, 30));
+    app.wait_for_broker();
+    let warden = app.token(Role::Warden);
+    let before = ticketed_overstay(&app, &warden, "sensor-t4", "QF-S-014");
+    let id = before["violation_id"].as_str().unwrap();
+    // Still an overstay (the limit passed at 11:00), but the car had gone
+    // at 11:10, before the warden ticketed it at 11:30.
+    app.mqtt("sensor-t4b").send_events("sensor-t4", &json!([
+        {"event_id": "2", "type": "vacated", "observed_at": local(11, 10).to_rfc3339(), "bay_id": "QF-S-014"}]));
+    accepted(&app, 3.0);
+    let after = violation(&app, &warden, id);
+    for field in ["started_at", "detected_at", "ended_at", "plate", "evidence"] {
+        assert_eq!(after[field], before[field], "{field} was rewritten");
+    }
+    assert_eq!(after["status"], "ticketed");
+    assert_eq!(after["disputed"], true, "{after}");
+    let note = after["history"].as_array().unwrap().last().unwrap()["note"].clone();
+    assert_eq!(
+        note,
+        "disputed: departure at 2026-11-27T03:10:00Z on later evidence, before 2026-11-27T03:30:00Z when it was known there"
+    );
+}
