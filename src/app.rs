@@ -55,9 +55,12 @@ impl Application {
         let s = settings.clone();
         let (store, street) = tokio::task::spawn_blocking(move || {
             let store = Store::open(&s.database.database_url)?;
+            store.ensure_plate_key(now)?;
             if !store.has_roads()? {
                 for (file, layout) in load_dir(&s.geodata)? {
-                    let by = format!("import of {}", file.display());
+                    // The file's name, not where the server keeps it.
+                    let name = file.file_name().unwrap_or(file.as_os_str());
+                    let by = format!("import of {}", name.to_string_lossy());
                     let info = store.publish_layout(&layout, &by, None, None, now)?;
                     tracing::info!(road = %info.road_id, bays = info.bays, barriers = info.barriers,
                         file = %file.display(), "loaded geodata into the empty store as revision 1");
@@ -169,6 +172,7 @@ impl Application {
                 grace: Duration::minutes(i64::from(settings.overstay_grace_minutes)),
                 staleness: Duration::minutes(i64::from(settings.staleness_minutes)),
             },
+            keep_plates: Duration::hours(i64::from(settings.keep_plates_hours)),
         };
         let link = mqtt::spawn(
             LinkConfig {

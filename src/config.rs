@@ -253,6 +253,12 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_OVERSTAY_GRACE_MINUTES", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1440))]
     pub overstay_grace_minutes: u32,
+    /// Hours a plate stays readable after its parking ends (sessions) or
+    /// after a violation is dismissed or void; then it is replaced by a
+    /// keyed pseudonym. Ticketed violations keep theirs.
+    #[arg(long, env = "KERBSIDE_KEEP_PLATES_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u32).range(1..=8760))]
+    pub keep_plates_hours: u32,
     /// Requests a minute each client may make to the public endpoints.
     #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -295,6 +301,7 @@ impl Settings {
             sweep_seconds: 10,
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
+            keep_plates_hours: 24,
             public_rate_per_minute: 600,
             devices: DeviceMode::Registered,
             trusted_proxies: Vec::new(),
@@ -314,6 +321,7 @@ mod tests {
         assert_eq!(cli.serve.http, d.http);
         assert_eq!(cli.serve.geodata, d.geodata);
         assert_eq!(cli.serve.staleness_minutes, d.staleness_minutes);
+        assert_eq!(cli.serve.keep_plates_hours, d.keep_plates_hours);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Ingestor {
     pub devices: Arc<crate::devices::Registry>,
     pub retention: Duration,
     pub enforcement: Enforcement,
+    /// How long a plate stays readable once nothing needs it
+    /// (`--keep-plates-hours`).
+    pub keep_plates: Duration,
 }
 
 /// A bay's limit and enforced hours.
@@ -200,7 +203,12 @@ const SWEEP_CHUNK: usize = 256;
 pub struct SweepMemo {
     sessions: HashMap<BayId, Tracked>,
     round: u64,
+    /// When plates were last erased (by the service's clock).
+    erased_at: Option<DateTime<Utc>>,
 }
+
+/// Minutes of the service's clock between two plate erasure passes.
+const ERASE_EVERY_MINUTES: i64 = 10;
 
 #[derive(Debug)]
 struct Tracked {
@@ -268,6 +276,39 @@ impl Ingestor {
                 .evaluate_overstays(chunk, self.enforcement, now)?;
         }
         Ok(due.len())
+    }
+}
+
+impl Ingestor {
+    /// Replaces by keyed pseudonyms the plates kept longer than
+    /// `keep_plates` (blocking); at most once every ten minutes of the
+    /// clock, so that most sweeps cost nothing. Returns how many.
+    pub fn erase_plates(&self, memo: &mut SweepMemo) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        if memo
+            .erased_at
+            .is_some_and(|t| now - t < Duration::minutes(ERASE_EVERY_MINUTES))
+        {
+            return Ok(0);
+        }
+        let cutoff = now - self.keep_plates;
+        let mut total = 0;
+        // A transaction per few thousand plates, until none is left.
+        loop {
+            let n = self.store.erase_plates(cutoff, now)?.total();
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        memo.erased_at = Some(now);
+        if total > 0 {
+            tracing::info!(
+                plates = total,
+                "replaced plates past their keeping time by pseudonyms"
+            );
+        }
+        Ok(total)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod events;
 pub mod ids;
 pub mod layout;
 pub mod occupancy;
+pub mod privacy;
 pub mod validate;
 pub mod violations;
 

@@ -37,8 +37,12 @@ pub struct SessionView {
     pub ended_at: Option<DateTime<Utc>>,
     /// `sensor` or `observed`.
     pub source: String,
-    /// The vehicle, when a warden saw it.
-    pub plate: Option<String>,
+    /// The vehicle, when a warden saw it (null when none did): for wardens
+    /// and admins only; planners see counts and times, not plates. A
+    /// plate past its keeping time is a pseudonym (`pseud:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub plate: Option<Option<String>>,
 }
 
 /// A page of sessions.
@@ -120,6 +124,7 @@ pub async fn list_sessions(
     query: web::Query<SessionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Warden, Role::Planner])?;
+    let with_plates = caller.role.may(&[Role::Warden]);
     let road = parse_id("road_id", &path, RoadId::parse)?;
     if state.street.map().road(&road).is_none() {
         return Err(ApiError::NotFound(format!("no road {road:?}")));
@@ -153,7 +158,7 @@ pub async fn list_sessions(
                 started_at: r.started_at,
                 ended_at: r.ended_at,
                 source: r.source,
-                plate: r.plate,
+                plate: with_plates.then_some(r.plate),
             })
             .collect(),
         next,

@@ -58,6 +58,10 @@ pub struct ViolationView {
     pub overstay_minutes: Option<i64>,
     /// `open`, `ticketed`, `dismissed` or `void`.
     pub status: &'static str,
+    /// Later evidence contradicts it after a warden ticketed or dismissed
+    /// it; what was filed is unchanged, and the history says what the
+    /// evidence now shows.
+    pub disputed: bool,
     /// The events it rests on: `[{device_id, event_id, type, observed_at}]`.
     #[schema(value_type = Vec<Object>)]
     pub evidence: Value,
@@ -142,6 +146,7 @@ fn view(
         ended_at: r.ended_at,
         overstay_minutes,
         status: r.status.as_str(),
+        disputed: r.disputed,
         evidence: r.evidence,
         note: r.note,
         distance_m: None,

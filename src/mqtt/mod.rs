@@ -314,6 +314,9 @@ async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publishe
         let ing = ingestor.clone();
         match tokio::task::spawn_blocking(move || {
             let filed = ing.sweep_overstays(&mut known);
+            if let Err(e) = ing.erase_plates(&mut known) {
+                tracing::error!(error = %e, "cannot erase old plates; will retry");
+            }
             (known, filed)
         })
         .await

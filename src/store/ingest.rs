@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 
+use super::privacy::replay_plates;
 use super::schema::{bay_states, devices, events, parking_sessions, rejections};
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
@@ -412,9 +413,11 @@ fn replay_bay(
         .order((events::observed_at_ms, events::seq))
         .select((events::observed_at_ms, events::event_type, events::plate))
         .load(conn)?;
+    let plates = replay_plates(conn, rows.iter().map(|r| r.2.clone()).collect())?;
     let timeline = rows
         .iter()
-        .map(|(ms, ty, plate)| {
+        .zip(&plates.compare)
+        .map(|((ms, ty, _), plate)| {
             let signal = match ty.as_str() {
                 "occupied" => Signal::Occupied,
                 "vacated" => Signal::Vacated,
@@ -430,6 +433,7 @@ fn replay_bay(
         StoreError::Corrupt(format!("bay {bay}: no status event to replay from {t0}"))
     })?;
     for span in &spans {
+        let plate = plates.readable(span.plate.as_ref());
         let id = insert_session(
             conn,
             bay,
@@ -437,14 +441,14 @@ fn replay_bay(
             span.started_at,
             span.ended_at,
             span.source.as_str(),
-            span.plate.as_deref(),
+            plate.as_deref(),
         )?;
         if span.ended_at.is_none() {
             state.open = Some(OpenSession {
                 id: Some(id),
                 started_at: span.started_at,
                 source: span.source,
-                plate: span.plate.clone(),
+                plate,
             });
         }
     }

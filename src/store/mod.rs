@@ -18,6 +18,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 mod devices;
 mod ingest;
 mod layouts;
+mod privacy;
 pub mod schema;
 mod sessions;
 mod states;
@@ -27,6 +28,7 @@ mod violations;
 pub use devices::DeviceRecord;
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
+pub use privacy::Erased;
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{

@@ -172,6 +172,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    violation_disputes (violation_id) {
+        violation_id -> Text,
+        since_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    plate_key (id) {
+        id -> Integer,
+        secret -> Text,
+        created_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -187,4 +202,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     device_registry,
     broker_password_outbox,
+    violation_disputes,
+    plate_key,
 );

@@ -10,13 +10,18 @@ use diesel::sqlite::SqliteConnection;
 use serde_json::{Value, json};
 
 use super::ingest::EventRecord;
-use super::schema::{events, parking_sessions, violation_history, violations};
+use super::privacy::plate_key;
+use super::schema::{events, parking_sessions, violation_disputes, violation_history, violations};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::judge;
 use crate::domain::events::EventType;
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::EnforcedHours;
-use crate::domain::violations::{Action, ViolationKind, ViolationStatus, act, violation_id};
+use crate::domain::privacy::{canonical, is_pseudonym, same_vehicle};
+use crate::domain::violations::{
+    Action, OnFile, Rejudged, Review, Stay, ViolationKind, ViolationStatus, act, review, stay_of,
+    violation_id,
+};
 
 /// How far back overstays are re-judged when new evidence arrives.
 const REVIEW_DAYS: i64 = 7;
@@ -63,6 +68,9 @@ pub struct ViolationRecord {
     pub note: Option<String>,
     pub status: ViolationStatus,
     pub evidence: Value,
+    /// Later evidence contradicts it after a warden acted on it (see its
+    /// history); what was filed stays as it was.
+    pub disputed: bool,
 }
 
 /// One step of a violation's life.
@@ -129,6 +137,7 @@ impl TryFrom<Row> for ViolationRecord {
             plate: r.plate,
             source: r.source,
             note: r.note,
+            disputed: false,
         })
     }
 }
@@ -238,10 +247,15 @@ fn last_known(
             _ => now,
         });
     }
+    // A sighting whose plate has since been erased is still a sighting.
+    let forms = match plate {
+        Some(p) => vec![p.to_owned(), canonical(&plate_key(conn, now)?, p)],
+        None => vec![String::new()],
+    };
     let last: Option<i64> = events::table
         .filter(events::bay_id.eq(bay.as_str()))
         .filter(events::event_type.eq("observed"))
-        .filter(events::plate.eq(plate.unwrap_or_default()))
+        .filter(events::plate.eq_any(forms))
         .filter(events::observed_at_ms.ge(start))
         .filter(events::observed_at_ms.le(end.unwrap_or(i64::MAX)))
         .select(diesel::dsl::max(events::observed_at_ms))
@@ -279,10 +293,88 @@ fn evidence(
     Ok(Value::Array(items).to_string())
 }
 
+/// An overstay on file for a bay, as re-judging needs it.
+struct Filed {
+    id: String,
+    status: ViolationStatus,
+    started_at: i64,
+    ended_at: Option<i64>,
+    last_seen: Option<i64>,
+    plate: Option<String>,
+}
+
+/// A session of the bay with what re-judging made of it.
+struct Judged {
+    start: i64,
+    end: Option<i64>,
+    source: String,
+    plate: Option<String>,
+    until: i64,
+    overstay: Option<crate::domain::enforcement::Overstay>,
+}
+
+/// How wardens' work ranks when two overstays on file turn out to be one
+/// stay: the one a warden acted on is kept.
+fn rank(s: ViolationStatus) -> u8 {
+    match s {
+        ViolationStatus::Ticketed => 0,
+        ViolationStatus::Dismissed => 1,
+        ViolationStatus::Open => 2,
+        ViolationStatus::Void => 3,
+    }
+}
+
+/// Records in the history of an acted-on violation that later evidence
+/// contradicts it, and flags it `disputed`; each finding once.
+fn dispute(
+    conn: &mut SqliteConnection,
+    f: &Filed,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let known: i64 = violation_history::table
+        .filter(violation_history::violation_id.eq(&f.id))
+        .filter(violation_history::note.eq(note))
+        .count()
+        .get_result(conn)?;
+    if known > 0 {
+        return Ok(());
+    }
+    diesel::insert_into(violation_disputes::table)
+        .values((
+            violation_disputes::violation_id.eq(&f.id),
+            violation_disputes::since_ms.eq(to_ms(now)),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    history(conn, &f.id, f.status, now, None, Some(note))
+}
+
+fn is_disputed(conn: &mut SqliteConnection, id: &str) -> Result<bool, StoreError> {
+    Ok(violation_disputes::table
+        .find(id)
+        .count()
+        .get_result::<i64>(conn)?
+        > 0)
+}
+
+/// When a warden ticketed or dismissed the violation.
+fn acted_at(conn: &mut SqliteConnection, id: &str) -> Result<Option<i64>, StoreError> {
+    Ok(violation_history::table
+        .filter(violation_history::violation_id.eq(id))
+        .filter(violation_history::actor.is_not_null())
+        .select(diesel::dsl::max(violation_history::at_ms))
+        .first(conn)?)
+}
+
 /// Re-judges every recent parking session of `bay` against its rules and
-/// brings its overstay violations in line: one violation per overstay
-/// (its id derives from the bay and the arrival), kept up to date, and an
-/// open one that the evidence no longer supports is set `void`.
+/// brings its overstay violations in line: one violation per stay (matched
+/// by the session that holds its arrival, so an earlier arrival learned
+/// late changes no id), kept up to date while it is open; an open one that
+/// the evidence no longer supports is set `void`. One a warden has acted
+/// on (ticketed, dismissed) is never rewritten: a contradiction is added to
+/// its history and flags it `disputed`; only a departure after it was
+/// acted on is added.
 pub(super) fn evaluate_bay(
     conn: &mut SqliteConnection,
     bay: &BayId,
@@ -303,6 +395,10 @@ pub(super) fn evaluate_bay(
                 .is_null()
                 .or(parking_sessions::ended_at_ms.ge(horizon)),
         )
+        .order((
+            parking_sessions::started_at_ms,
+            parking_sessions::session_id,
+        ))
         .select((
             parking_sessions::started_at_ms,
             parking_sessions::ended_at_ms,
@@ -310,7 +406,9 @@ pub(super) fn evaluate_bay(
             parking_sessions::plate,
         ))
         .load(conn)?;
-    let mut wanted = HashSet::new();
+    // Plates are compared across erasure only when one is a pseudonym.
+    let mut key: Option<Vec<u8>> = None;
+    let mut judged = Vec::with_capacity(sessions.len());
     for (start, end, source, plate) in sessions {
         let until = last_known(
             conn,
@@ -322,114 +420,255 @@ pub(super) fn evaluate_bay(
             enf.staleness,
             now,
         )?;
-        let Some(o) = judge(
+        let overstay = judge(
             from_ms(start)?,
             from_ms(until)?,
             max,
             enf.grace,
             rules.enforced_hours,
             enf.tz,
-        ) else {
-            continue;
-        };
-        let id = violation_id(&["overstay", bay.as_str(), &start.to_string()]);
-        wanted.insert(id.clone());
-        let existing: Option<String> = violations::table
-            .find(&id)
-            .select(violations::status)
-            .first(conn)
-            .optional()?;
-        let ev = evidence(conn, bay, start, until)?;
-        match existing {
-            None => {
-                diesel::insert_into(violations::table)
-                    .values(Row {
-                        violation_id: id.clone(),
-                        kind: ViolationKind::Overstay.as_str().into(),
-                        road_id: road.to_string(),
-                        bay_id: Some(bay.to_string()),
-                        lon: None,
-                        lat: None,
-                        plate,
-                        started_at_ms: start,
-                        detected_at_ms: to_ms(o.detected_at),
-                        ended_at_ms: end,
-                        source: Some(source),
-                        last_seen_ms: Some(until),
-                        note: None,
-                        status: ViolationStatus::Open.as_str().into(),
-                        evidence: ev,
-                        updated_at_ms: to_ms(now),
-                    })
-                    .execute(conn)?;
-                history(
-                    conn,
-                    &id,
-                    ViolationStatus::Open,
-                    now,
-                    None,
-                    Some("limit passed"),
-                )?;
-            }
-            Some(status) => {
-                let reinstate = status == ViolationStatus::Void.as_str();
-                let status = if reinstate {
-                    ViolationStatus::Open.as_str()
-                } else {
-                    status.as_str()
-                };
-                diesel::update(violations::table.find(&id))
-                    .set((
-                        violations::status.eq(status),
-                        violations::ended_at_ms.eq(end),
-                        violations::last_seen_ms.eq(Some(until)),
-                        violations::detected_at_ms.eq(to_ms(o.detected_at)),
-                        violations::plate.eq(plate),
-                        violations::evidence.eq(ev),
-                        violations::updated_at_ms.eq(to_ms(now)),
-                    ))
-                    .execute(conn)?;
-                if reinstate {
-                    history(
-                        conn,
-                        &id,
-                        ViolationStatus::Open,
-                        now,
-                        None,
-                        Some("new evidence"),
-                    )?;
-                }
-            }
-        }
+        );
+        judged.push(Judged {
+            start,
+            end,
+            source,
+            plate,
+            until,
+            overstay,
+        });
     }
-    let open: Vec<String> = violations::table
+    let stays = judged
+        .iter()
+        .map(|j| {
+            Ok(Stay {
+                start: from_ms(j.start)?,
+                end: j.end.map(from_ms).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+
+    let rows: Vec<Row> = violations::table
         .filter(violations::bay_id.eq(bay.as_str()))
         .filter(violations::kind.eq(ViolationKind::Overstay.as_str()))
-        .filter(violations::status.eq(ViolationStatus::Open.as_str()))
         .filter(
             violations::ended_at_ms
                 .is_null()
                 .or(violations::ended_at_ms.ge(horizon)),
         )
-        .select(violations::violation_id)
+        .order((violations::started_at_ms, violations::violation_id))
+        .select(Row::as_select())
         .load(conn)?;
-    for id in open.into_iter().filter(|id| !wanted.contains(id)) {
-        diesel::update(violations::table.find(&id))
-            .set((
-                violations::status.eq(ViolationStatus::Void.as_str()),
-                violations::updated_at_ms.eq(to_ms(now)),
-            ))
-            .execute(conn)?;
-        history(
-            conn,
-            &id,
-            ViolationStatus::Void,
-            now,
-            None,
-            Some("later evidence shows no overstay"),
-        )?;
+    // Each overstay on file goes to the stay it is about.
+    let mut by_stay: Vec<Vec<Filed>> = judged.iter().map(|_| Vec::new()).collect();
+    let mut homeless = Vec::new();
+    for r in rows {
+        let f = Filed {
+            status: ViolationStatus::parse(&r.status).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "violation {} status {:?}",
+                    r.violation_id, r.status
+                ))
+            })?,
+            id: r.violation_id,
+            started_at: r.started_at_ms,
+            ended_at: r.ended_at_ms,
+            last_seen: r.last_seen_ms,
+            plate: r.plate,
+        };
+        let known_until = f.ended_at.or(f.last_seen).unwrap_or(f.started_at);
+        match stay_of(from_ms(f.started_at)?, from_ms(known_until)?, &stays) {
+            Some(i) => by_stay[i].push(f),
+            None => homeless.push(f),
+        }
+    }
+
+    for (j, mut filed) in judged.into_iter().zip(by_stay) {
+        filed.sort_by_key(|f| (rank(f.status), f.started_at));
+        let mut filed = filed.into_iter();
+        let keeper = match j.overstay {
+            Some(o) => Some(keep(conn, bay, road, &j, o, filed.next(), &mut key, now)?),
+            None => None,
+        };
+        // Anything else on file for this stay is not (or no longer) an overstay.
+        for f in filed {
+            let end = j.end.map(from_ms).transpose()?;
+            let note = match &keeper {
+                Some(k) => format!("the same stay as {k}"),
+                None => "later evidence shows no overstay".to_owned(),
+            };
+            unsupported(conn, &f, end, &note, now)?;
+        }
+    }
+    for f in homeless {
+        // No stay is left where it was: an open one is void; one a warden
+        // acted on is left as it is, for want of evidence either way.
+        if f.status == ViolationStatus::Open {
+            unsupported(conn, &f, None, "later evidence shows no overstay", now)?;
+        }
     }
     Ok(())
+}
+
+/// Sets aside an overstay on file that the evidence no longer supports:
+/// an open one becomes void; one a warden acted on is disputed.
+fn unsupported(
+    conn: &mut SqliteConnection,
+    f: &Filed,
+    stay_end: Option<DateTime<Utc>>,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    match f.status {
+        ViolationStatus::Open => {
+            diesel::update(violations::table.find(&f.id))
+                .set((
+                    violations::status.eq(ViolationStatus::Void.as_str()),
+                    violations::updated_at_ms.eq(to_ms(now)),
+                ))
+                .execute(conn)?;
+            history(conn, &f.id, ViolationStatus::Void, now, None, Some(note))
+        }
+        ViolationStatus::Ticketed | ViolationStatus::Dismissed => {
+            let reason = if note.starts_with("the same stay") {
+                format!("disputed: {note}")
+            } else {
+                match review(&on_file(conn, f)?, None, stay_end, |a, b| a == b) {
+                    Review::Disputed(n) => n,
+                    _ => format!("disputed: {note}"),
+                }
+            };
+            dispute(conn, f, &reason, now)
+        }
+        ViolationStatus::Void => Ok(()),
+    }
+}
+
+fn on_file<'a>(conn: &mut SqliteConnection, f: &'a Filed) -> Result<OnFile<'a>, StoreError> {
+    Ok(OnFile {
+        started_at: from_ms(f.started_at)?,
+        ended_at: f.ended_at.map(from_ms).transpose()?,
+        last_seen: f.last_seen.map(from_ms).transpose()?,
+        plate: f.plate.as_deref(),
+        acted_at: acted_at(conn, &f.id)?.map(from_ms).transpose()?,
+    })
+}
+
+/// Brings the overstay of one stay in line with the evidence: files it
+/// (`filed` is `None`), updates it while open, reinstates it if void, or
+/// reviews it if a warden acted on it. Returns its id.
+#[allow(clippy::too_many_arguments)]
+fn keep(
+    conn: &mut SqliteConnection,
+    bay: &BayId,
+    road: &RoadId,
+    j: &Judged,
+    o: crate::domain::enforcement::Overstay,
+    filed: Option<Filed>,
+    key: &mut Option<Vec<u8>>,
+    now: DateTime<Utc>,
+) -> Result<String, StoreError> {
+    let ev = evidence(conn, bay, j.start, j.until)?;
+    let Some(f) = filed else {
+        let id = violation_id(&["overstay", bay.as_str(), &j.start.to_string()]);
+        let inserted = diesel::insert_into(violations::table)
+            .values(Row {
+                violation_id: id.clone(),
+                kind: ViolationKind::Overstay.as_str().into(),
+                road_id: road.to_string(),
+                bay_id: Some(bay.to_string()),
+                lon: None,
+                lat: None,
+                plate: j.plate.clone(),
+                started_at_ms: j.start,
+                detected_at_ms: to_ms(o.detected_at),
+                ended_at_ms: j.end,
+                source: Some(j.source.clone()),
+                last_seen_ms: Some(j.until),
+                note: None,
+                status: ViolationStatus::Open.as_str().into(),
+                evidence: ev,
+                updated_at_ms: to_ms(now),
+            })
+            .on_conflict(violations::violation_id)
+            .do_nothing()
+            .execute(conn)?;
+        if inserted == 1 {
+            history(
+                conn,
+                &id,
+                ViolationStatus::Open,
+                now,
+                None,
+                Some("limit passed"),
+            )?;
+        }
+        return Ok(id);
+    };
+    // A plate erased since it was filed is the same plate: keep the
+    // readable one on file.
+    let mut plate = j.plate.clone();
+    if let (Some(new), Some(old)) = (&j.plate, &f.plate)
+        && new != old
+        && (is_pseudonym(new) || is_pseudonym(old))
+    {
+        let k = match key {
+            Some(k) => k,
+            None => key.insert(plate_key(conn, now)?),
+        };
+        if same_vehicle(k, new, old) && !is_pseudonym(old) {
+            plate = Some(old.clone());
+        }
+    }
+    match f.status {
+        ViolationStatus::Open | ViolationStatus::Void => {
+            diesel::update(violations::table.find(&f.id))
+                .set((
+                    violations::status.eq(ViolationStatus::Open.as_str()),
+                    violations::started_at_ms.eq(j.start),
+                    violations::ended_at_ms.eq(j.end),
+                    violations::last_seen_ms.eq(Some(j.until)),
+                    violations::detected_at_ms.eq(to_ms(o.detected_at)),
+                    violations::source.eq(Some(&j.source)),
+                    violations::plate.eq(plate),
+                    violations::evidence.eq(ev),
+                    violations::updated_at_ms.eq(to_ms(now)),
+                ))
+                .execute(conn)?;
+            if f.status == ViolationStatus::Void {
+                history(
+                    conn,
+                    &f.id,
+                    ViolationStatus::Open,
+                    now,
+                    None,
+                    Some("new evidence"),
+                )?;
+            }
+        }
+        ViolationStatus::Ticketed | ViolationStatus::Dismissed => {
+            let filed = on_file(conn, &f)?;
+            let rejudged = Rejudged {
+                started_at: from_ms(j.start)?,
+                ended_at: j.end.map(from_ms).transpose()?,
+                plate: plate.as_deref(),
+            };
+            let k = key.clone();
+            let same = |a: &str, b: &str| match &k {
+                Some(k) => same_vehicle(k, a, b),
+                None => a == b,
+            };
+            match review(&filed, Some(&rejudged), None, same) {
+                Review::Unchanged => {}
+                Review::Departed(at) => {
+                    diesel::update(violations::table.find(&f.id))
+                        .set(violations::ended_at_ms.eq(to_ms(at)))
+                        .execute(conn)?;
+                }
+                Review::Disputed(note) => dispute(conn, &f, &note, now)?,
+            }
+        }
+    }
+    Ok(f.id)
 }
 
 impl Store {
@@ -460,11 +699,30 @@ impl Store {
         if let Some(s) = status {
             q = q.filter(violations::status.eq(s.as_str()));
         }
+        let conn = &mut self.conn()?;
         let rows: Vec<Row> = q
             .order((violations::detected_at_ms.desc(), violations::violation_id))
             .select(Row::as_select())
-            .load(&mut self.conn()?)?;
-        rows.into_iter().map(ViolationRecord::try_from).collect()
+            .load(conn)?;
+        let disputed: HashSet<String> = violation_disputes::table
+            .filter(
+                violation_disputes::violation_id.eq_any(
+                    violations::table
+                        .filter(violations::road_id.eq(road.as_str()))
+                        .select(violations::violation_id),
+                ),
+            )
+            .select(violation_disputes::violation_id)
+            .load::<String>(conn)?
+            .into_iter()
+            .collect();
+        rows.into_iter()
+            .map(|r| {
+                let mut v = ViolationRecord::try_from(r)?;
+                v.disputed = disputed.contains(&v.violation_id);
+                Ok(v)
+            })
+            .collect()
     }
 
     /// One violation with its history, oldest step first.
@@ -503,7 +761,9 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Some((row.try_into()?, history)))
+        let mut record = ViolationRecord::try_from(row)?;
+        record.disputed = is_disputed(conn, id)?;
+        Ok(Some((record, history)))
     }
 
     /// Tickets or dismisses an open violation, recording who and when, in
@@ -525,7 +785,8 @@ impl Store {
             else {
                 return Ok(ActOutcome::NotFound);
             };
-            let current = ViolationRecord::try_from(row)?;
+            let mut current = ViolationRecord::try_from(row)?;
+            current.disputed = is_disputed(conn, id)?;
             match act(current.status, action) {
                 Err(status) => Ok(ActOutcome::Conflict(status)),
                 Ok(next) => {

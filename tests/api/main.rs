@@ -7,6 +7,7 @@ mod brokers;
 mod cli;
 mod devices;
 mod docs;
+mod evidence;
 mod geodata;
 mod helpers;
 mod ingest;

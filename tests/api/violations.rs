@@ -216,7 +216,7 @@ fn a_sensor_that_falls_silent_grows_no_overstay() {
 }
 
 /// A point on the footway at the road's west end, where there are no bays.
-fn footway_point() -> (f64, f64) {
+pub fn footway_point() -> (f64, f64) {
     let layout = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
         .unwrap()
         .remove(0);
