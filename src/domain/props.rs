@@ -401,27 +401,30 @@ fn check_outcome(outcome: &Result<Event, Rejection>) -> Result<(), TestCaseError
     Ok(())
 }
 
+/// Applies byte edits (replace, insert, cut) to `bytes`: valid input made
+/// slightly wrong, the way a flaky link or a careless hand would.
+pub(crate) fn mangle(mut bytes: Vec<u8>, edits: Vec<(prop::sample::Index, u8, u8)>) -> Vec<u8> {
+    for (at, byte, op) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        match op {
+            0 => bytes[i] = byte,
+            1 => bytes.insert(i, byte),
+            _ => bytes.truncate(i),
+        }
+    }
+    bytes
+}
+
 /// A valid event's JSON text with a few bytes changed, cut or inserted.
 fn mangled_payload() -> impl Strategy<Value = Vec<u8>> {
     (
         good_event(),
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 1..6),
     )
-        .prop_map(|(e, edits)| {
-            let mut bytes = e.json().to_string().into_bytes();
-            for (at, byte, op) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match op {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
-            bytes
-        })
+        .prop_map(|(e, edits)| mangle(e.json().to_string().into_bytes(), edits))
 }
 
 proptest! {

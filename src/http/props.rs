@@ -307,21 +307,7 @@ fn mangled_layout() -> impl Strategy<Value = Vec<u8>> {
         crate::domain::props::feature_collection_like(),
         prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0..3u8), 0..4),
     )
-        .prop_map(|(v, edits)| {
-            let mut bytes = v.to_string().into_bytes();
-            for (at, byte, op) in edits {
-                if bytes.is_empty() {
-                    break;
-                }
-                let i = at.index(bytes.len());
-                match op {
-                    0 => bytes[i] = byte,
-                    1 => bytes.insert(i, byte),
-                    _ => bytes.truncate(i),
-                }
-            }
-            bytes
-        })
+        .prop_map(|(v, edits)| crate::domain::props::mangle(v.to_string().into_bytes(), edits))
 }
 
 proptest! {

@@ -3,21 +3,13 @@
 //! is one overstay; plates are shown only to those who need them and are
 //! kept readable only as long as needed.
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::Duration;
 use kerbside::domain::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, wait_until};
+use crate::helpers::{TestApp, local, spawn_app, wait_until};
 
 const QUEUE: &str = "/v1/roads/qingfeng-road/violations";
-
-/// 2026-11-27 at `h:m` Shanghai time.
-fn local(h: u32, m: u32) -> chrono::DateTime<Utc> {
-    chrono_tz::Asia::Shanghai
-        .with_ymd_and_hms(2026, 11, 27, h, m, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn all_violations(app: &TestApp, token: &str) -> Vec<Value> {
     let r = app.get_as(&format!("{QUEUE}?status=all"), token);

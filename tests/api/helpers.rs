@@ -592,6 +592,14 @@ pub fn rand_suffix() -> String {
     )
 }
 
+/// 2026-11-27 (the tests' default day) at `h:m` Shanghai time.
+pub fn local(h: u32, m: u32) -> DateTime<Utc> {
+    chrono_tz::Asia::Shanghai
+        .with_ymd_and_hms(2026, 11, 27, h, m, 0)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 /// An RFC 3339 instant `minutes` after the tests' default now.
 pub fn at(minutes: i64) -> String {
     (default_now() + chrono::Duration::minutes(minutes)).to_rfc3339()

@@ -1,22 +1,13 @@
 //! Violations and the warden's day: overstays by sensor and by chalking,
 //! vehicles outside any bay, reports, tickets, and late evidence.
 
-use chrono::{TimeZone, Utc};
 use kerbside::domain::auth::Role;
 use kerbside::spatial::gcj02::wgs84_to_gcj02;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, geodata_dir, spawn_app, wait_until};
+use crate::helpers::{TestApp, geodata_dir, local, spawn_app, wait_until};
 
 const QUEUE: &str = "/v1/roads/qingfeng-road/violations";
-
-/// 2026-11-27 at `h:m` Shanghai time.
-fn local(h: u32, m: u32) -> chrono::DateTime<Utc> {
-    chrono_tz::Asia::Shanghai
-        .with_ymd_and_hms(2026, 11, 27, h, m, 0)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn queue(app: &TestApp, token: &str, query: &str) -> Vec<Value> {
     let r = app.get_as(&format!("{QUEUE}{query}"), token);
