@@ -8,6 +8,7 @@ mod cli;
 mod devices;
 mod docs;
 mod geodata;
+mod gis;
 mod helpers;
 mod ingest;
 mod kill;
