@@ -11,6 +11,19 @@
 //! text, only what they do not say ([`FeatureRest`]): extra properties, a
 //! property written differently from how the typed field prints it, a
 //! geometry with a third coordinate, bbox or foreign members.
+//!
+//! GIS tools do not all keep GeoJSON's string ids. A GeoPackage, QGIS's
+//! default store, gives every feature an integer row id, keeps the string
+//! id as an `id` column, and writes every column for every feature (a bay
+//! gets `"barrier_id": null`). So a feature's identifier is read from the
+//! first of: its string `id`, its `bay_id`/`barrier_id`/`road_id` property
+//! (by `feature_type`), its `id` property; a numeric top-level id is
+//! ignored; every one present must agree. A property whose value is null
+//! counts as absent, and is not kept, unless the contract gives the null a
+//! meaning (a bay's `max_stay_minutes`, `enforced_hours` and `side`, a
+//! road's `name_en`). The `id` property, once checked, is not kept either:
+//! export writes the identifier as the feature's string `id`, the
+//! contract's form, so the next round trip through such a tool is clean.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -239,13 +252,27 @@ struct RestParts {
 
 impl FeatureRest {
     /// What of `feature` is not `derived` (the properties the typed fields
-    /// write) and, unless `geometry_derived`, its geometry.
-    fn of(feature: &Feature, derived: &[(&str, JsonValue)], geometry_derived: bool) -> Self {
+    /// write) and, unless `geometry_derived`, its geometry. Null properties
+    /// other than `keep_null` and an `id` property equal to `id` (a GIS
+    /// tool's copy of the identifier) are left out.
+    fn of(
+        feature: &Feature,
+        id: &str,
+        derived: &[(&str, JsonValue)],
+        keep_null: &[&str],
+        geometry_derived: bool,
+    ) -> Self {
         let properties: JsonObject = feature
             .properties
             .iter()
             .flatten()
-            .filter(|(k, v)| !derived.iter().any(|(dk, dv)| dk == k && dv == *v))
+            .filter(|(k, v)| match v {
+                JsonValue::Null => keep_null.contains(&k.as_str()),
+                _ => {
+                    let copy_of_id = k.as_str() == "id" && v.as_str() == Some(id);
+                    !copy_of_id && !derived.iter().any(|(dk, dv)| dk == k && dv == *v)
+                }
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let parts = RestParts {
@@ -417,6 +444,11 @@ pub enum ProblemCode {
     BaySize,
     BayOverlap,
     BarrierConflict,
+    /// A feature's ids (its `id`, its `bay_id`/`barrier_id`/`road_id`, its
+    /// `id` property) name different features.
+    ConflictingId,
+    /// The layout's `crs` is not longitude/latitude in WGS 84 or CGCS2000.
+    UnsupportedCrs,
 }
 
 /// One problem with a submitted layout, tied to the feature it concerns.
@@ -481,7 +513,12 @@ pub fn parse_layouts_lenient(fc: &FeatureCollection) -> (Vec<Layout>, Vec<Layout
             );
             continue;
         }
-        if let Some(p) = cx.parse() {
+        // A feature whose ids disagree is still read, for its other
+        // problems, but not taken.
+        let agreed = cx.ids_agree();
+        if let Some(p) = cx.parse()
+            && agreed
+        {
             parsed.push(p);
         }
     }
@@ -587,18 +624,45 @@ pub fn parse_road_layout_lenient(
     (layout, problems)
 }
 
+/// The id a problem with `f` is reported under: its identifier as far as
+/// it can be read, else its numeric id.
 fn feature_id_text(f: &Feature) -> Option<String> {
-    match &f.id {
-        Some(Id::String(s)) => Some(s.clone()),
-        Some(Id::Number(n)) => Some(n.to_string()),
-        None => None,
+    match (id_sources(f).first(), &f.id) {
+        (Some((_, s)), _) => Some((*s).to_owned()),
+        (None, Some(Id::Number(n))) => Some(n.to_string()),
+        (None, _) => None,
     }
+}
+
+/// Where a feature names itself, in order of precedence: its string `id`,
+/// its own id property by `feature_type`, its `id` property. Each is
+/// `(how a message names it, the id)`; nulls and non-strings are not ids.
+fn id_sources(feature: &Feature) -> Vec<(&'static str, &str)> {
+    let props = feature.properties.as_ref();
+    let prop = |key: &str| props.and_then(|p| p.get(key)).and_then(JsonValue::as_str);
+    let own = match prop("feature_type") {
+        Some("road") => Some("road_id"),
+        Some("bay") => Some("bay_id"),
+        Some("barrier") => Some("barrier_id"),
+        _ => None,
+    };
+    let top = match &feature.id {
+        Some(Id::String(s)) => Some(("the feature id", s.as_str())),
+        _ => None,
+    };
+    top.into_iter()
+        .chain(own.and_then(|k| prop(k).map(|v| (k, v))))
+        .chain(prop("id").map(|v| ("the property \"id\"", v)))
+        .collect()
 }
 
 /// Parsing state for one feature: its id and the shared problem list.
 struct FeatureCx<'a> {
     feature: &'a Feature,
+    /// The identifier, when the feature has a valid one.
     id: Option<String>,
+    /// Every place the feature names itself (see [`id_sources`]).
+    sources: Vec<(&'static str, &'a str)>,
     problems: &'a mut Vec<LayoutProblem>,
     props: Option<&'a JsonObject>,
 }
@@ -606,38 +670,60 @@ struct FeatureCx<'a> {
 impl<'a> FeatureCx<'a> {
     fn new(feature: &'a Feature, index: usize, problems: &'a mut Vec<LayoutProblem>) -> Self {
         let props = feature.properties.as_ref();
+        let sources = id_sources(feature);
         let mut cx = FeatureCx {
             feature,
             id: None,
+            sources,
             problems,
             props,
         };
-        match &feature.id {
-            Some(Id::String(s)) => match check_identifier(s) {
-                Ok(()) => cx.id = Some(s.clone()),
-                Err(e) => {
-                    cx.id = None;
-                    cx.problems.push(LayoutProblem {
-                        feature_id: Some(s.clone()),
-                        code: ProblemCode::InvalidId,
-                        message: format!("the feature id {s:?} {e}"),
-                    });
-                }
+        match (cx.sources.first().copied(), &feature.id) {
+            (Some((label, s)), _) => match check_identifier(s) {
+                Ok(()) => cx.id = Some(s.to_owned()),
+                Err(e) => cx.problems.push(LayoutProblem {
+                    feature_id: Some(s.to_owned()),
+                    code: ProblemCode::InvalidId,
+                    message: format!("{label} {s:?} {e}"),
+                }),
             },
-            Some(Id::Number(n)) => cx.problems.push(LayoutProblem {
+            (None, Some(Id::Number(n))) => cx.problems.push(LayoutProblem {
                 feature_id: Some(n.to_string()),
                 code: ProblemCode::InvalidId,
                 message: format!(
-                    "feature number {index} has a numeric id {n}; ids must be strings"
+                    "feature number {index} has a numeric id {n} and no bay_id, barrier_id or road_id to name it; ids must be strings"
                 ),
             }),
-            None => cx.problems.push(LayoutProblem {
+            (None, _) => cx.problems.push(LayoutProblem {
                 feature_id: None,
                 code: ProblemCode::InvalidId,
-                message: format!("feature number {index} has no id"),
+                message: format!(
+                    "feature number {index} has no id: give it a string id, or its bay_id, barrier_id or road_id"
+                ),
             }),
         }
         cx
+    }
+
+    /// Whether every place the feature names itself names the same id;
+    /// a `conflicting_id` problem for each that does not.
+    fn ids_agree(&mut self) -> bool {
+        let Some(id) = self.id.clone() else {
+            return false;
+        };
+        let first = self.sources[0].0;
+        let others: Vec<(&str, &str)> = self.sources[1..]
+            .iter()
+            .copied()
+            .filter(|(_, v)| *v != id)
+            .collect();
+        for (label, v) in &others {
+            self.problem(
+                ProblemCode::ConflictingId,
+                format!("{first} {id:?} and {label} {v:?} disagree; make them the same"),
+            );
+        }
+        others.is_empty()
     }
 
     fn problem(&mut self, code: ProblemCode, message: String) {
@@ -669,27 +755,19 @@ impl<'a> FeatureCx<'a> {
         let name = self.required_str("name");
         let name_en = self.optional_str("name_en");
         let line = self.line_string();
-        let road_id = road_id?;
-        if self.id.as_deref() != Some(road_id.as_str()) {
-            self.problem(
-                ProblemCode::InvalidId,
-                format!("a road feature's id must equal its road_id {road_id:?}"),
-            );
-            return None;
-        }
         let mut road = Road {
-            road_id,
+            road_id: road_id?,
             name: name?,
             name_en: name_en?,
             centre_line: line?,
             rest: FeatureRest::default(),
         };
-        road.rest = self.rest(&road.derived());
+        road.rest = self.rest(&road.derived(), &["name_en"]);
         Some(road)
     }
 
     fn parse_bay(&mut self) -> Option<Bay> {
-        let bay_id = self.own_id_property("bay_id", BayId::parse);
+        let bay_id = self.id_property("bay_id", BayId::parse);
         let road_id = self.id_property("road_id", RoadId::parse);
         let kind = self.kind(
             "kind",
@@ -710,12 +788,15 @@ impl<'a> FeatureCx<'a> {
             polygon: polygon?,
             rest: FeatureRest::default(),
         };
-        bay.rest = self.rest(&bay.derived());
+        bay.rest = self.rest(
+            &bay.derived(),
+            &["max_stay_minutes", "enforced_hours", "side"],
+        );
         Some(bay)
     }
 
     fn parse_barrier(&mut self) -> Option<Barrier> {
-        let barrier_id = self.own_id_property("barrier_id", BarrierId::parse);
+        let barrier_id = self.id_property("barrier_id", BarrierId::parse);
         let road_id = self.id_property("road_id", RoadId::parse);
         let kind = self.kind("kind", BarrierKind::parse, "planter, bollard, fence");
         let polygon = self.polygon(true);
@@ -726,15 +807,18 @@ impl<'a> FeatureCx<'a> {
             polygon: polygon?,
             rest: FeatureRest::default(),
         };
-        barrier.rest = self.rest(&barrier.derived());
+        barrier.rest = self.rest(&barrier.derived(), &[]);
         Some(barrier)
     }
 
-    /// What of this feature the typed fields (writing `derived`) do not say.
-    fn rest(&self, derived: &[(&str, JsonValue)]) -> FeatureRest {
+    /// What of this feature the typed fields (writing `derived`) do not
+    /// say; of its null properties, only `keep_null` are kept.
+    fn rest(&self, derived: &[(&str, JsonValue)], keep_null: &[&str]) -> FeatureRest {
         FeatureRest::of(
             self.feature,
+            self.id.as_deref().unwrap_or_default(),
             derived,
+            keep_null,
             plain_geometry(self.feature.geometry.as_ref()),
         )
     }
@@ -787,23 +871,6 @@ impl<'a> FeatureCx<'a> {
                 None
             }
         }
-    }
-
-    /// An id property that must equal the feature's own id.
-    fn own_id_property<T>(
-        &mut self,
-        key: &str,
-        parse: fn(&str) -> Result<T, IdError>,
-    ) -> Option<T> {
-        let s = self.required_str(key)?;
-        if self.id.as_deref() != Some(s.as_str()) {
-            self.problem(
-                ProblemCode::InvalidId,
-                format!("{key} {s:?} must equal the feature id"),
-            );
-            return None;
-        }
-        parse(&s).ok()
     }
 
     fn kind<T>(&mut self, key: &str, parse: fn(&str) -> Option<T>, allowed: &str) -> Option<T> {
@@ -1085,6 +1152,118 @@ mod tests {
         )
         .unwrap_err();
         assert!(got.iter().any(|p| p.code == ProblemCode::WrongRoad));
+    }
+
+    /// A feature as GDAL writes it back from a GeoPackage: no top-level id
+    /// (or the row number), the id as an `id` property, a null for every
+    /// column the feature does not use.
+    fn from_geopackage(mut f: serde_json::Value, fid: Option<u64>) -> serde_json::Value {
+        let id = f.as_object_mut().unwrap().remove("id").unwrap();
+        if let Some(n) = fid {
+            f["id"] = json!(n);
+        }
+        let p = f["properties"].as_object_mut().unwrap();
+        p.insert("id".into(), id);
+        for column in [
+            "bay_id",
+            "barrier_id",
+            "road_id",
+            "name",
+            "name_en",
+            "kind",
+            "max_stay_minutes",
+            "enforced_hours",
+            "side",
+        ] {
+            p.entry(column).or_insert(json!(null));
+        }
+        f
+    }
+
+    #[test]
+    fn a_geopackage_round_trip_is_read_by_the_ids_in_the_properties() {
+        let original = json!({"type": "FeatureCollection", "features": [
+            road(), bay("b1", json!({"side": "north"})), bay("b2", json!({"max_stay_minutes": null}))]});
+        let through = json!({"type": "FeatureCollection", "features": [
+            from_geopackage(road(), None),
+            from_geopackage(bay("b1", json!({"side": "north"})), Some(2)),
+            from_geopackage(bay("b2", json!({"max_stay_minutes": null})), Some(3)),
+        ]});
+        let layout = parse_layouts(&fc(through)).unwrap().remove(0);
+        assert_eq!(layout.bays[1].bay_id.as_str(), "b2");
+        // Export is in the contract's form: string ids at the top, no `id`
+        // property, only the nulls the contract gives a meaning to.
+        let out = serde_json::to_value(layout.to_feature_collection()).unwrap();
+        let b2 = &out["features"][2];
+        assert_eq!(b2["id"], "b2");
+        assert_eq!(
+            b2["properties"],
+            json!({"feature_type": "bay", "bay_id": "b2", "road_id": "r1", "kind": "standard",
+                   "max_stay_minutes": null, "enforced_hours": "08:00-20:00", "side": null})
+        );
+        // A road's name_en may be null: kept as the GeoPackage wrote it.
+        let mut road = original["features"][0].clone();
+        road["properties"]["name_en"] = json!(null);
+        assert_eq!(out["features"][0], road);
+        assert_eq!(out["features"][1], original["features"][1]);
+    }
+
+    #[test]
+    fn an_id_is_taken_from_the_first_of_id_own_property_and_id_property() {
+        // Only the property names it.
+        let mut only_prop = bay("b1", json!({}));
+        only_prop.as_object_mut().unwrap().remove("id");
+        // A numeric id is then ignored.
+        let mut numeric = bay("b2", json!({}));
+        numeric["id"] = json!(7);
+        let mut by_id_prop = road();
+        by_id_prop.as_object_mut().unwrap().remove("id");
+        by_id_prop["properties"]["id"] = json!("r1");
+        let layout = parse_layouts(&fc(json!({"type": "FeatureCollection", "features": [
+            by_id_prop, only_prop, numeric]})))
+        .unwrap()
+        .remove(0);
+        let ids: Vec<_> = layout
+            .to_feature_collection()
+            .features
+            .into_iter()
+            .map(|f| f.id)
+            .collect();
+        assert_eq!(ids, ["r1", "b1", "b2"].map(|s| Some(Id::String(s.into()))));
+
+        // Nothing names it: the numeric id is all there is.
+        let mut nameless = bay("b3", json!({}));
+        nameless["id"] = json!(7);
+        nameless["properties"]["bay_id"] = json!(null);
+        let got = codes(parse_layouts(&fc(
+            json!({"type": "FeatureCollection", "features": [road(), nameless]}),
+        )));
+        assert_eq!(got, vec![(Some("7".into()), ProblemCode::InvalidId)]);
+    }
+
+    #[test]
+    fn disagreeing_ids_are_a_conflict_that_names_both() {
+        let mut top = bay("b1", json!({}));
+        top["properties"]["bay_id"] = json!("b2");
+        let mut prop = bay("b3", json!({}));
+        prop["properties"]["id"] = json!("b9");
+        let mut road = road();
+        road["properties"]["road_id"] = json!("r2");
+        let problems = parse_layouts(&fc(json!({"type": "FeatureCollection", "features": [
+            road, top, prop]})))
+        .unwrap_err();
+        let conflicts: Vec<_> = problems
+            .iter()
+            .filter(|p| p.code == ProblemCode::ConflictingId)
+            .map(|p| (p.feature_id.clone().unwrap(), p.message.clone()))
+            .collect();
+        assert_eq!(conflicts.len(), 3, "{problems:?}");
+        assert_eq!(conflicts[0].0, "r1");
+        assert!(conflicts[0].1.contains("\"r1\"") && conflicts[0].1.contains("road_id \"r2\""));
+        assert_eq!(conflicts[1].0, "b1");
+        assert!(conflicts[1].1.contains("\"b1\"") && conflicts[1].1.contains("bay_id \"b2\""));
+        assert_eq!(conflicts[2].0, "b3");
+        assert!(conflicts[2].1.contains("\"b9\""), "{}", conflicts[2].1);
     }
 
     #[test]

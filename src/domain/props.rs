@@ -22,7 +22,7 @@ use super::layout::{
     EnforcedHours, LayoutProblem, ProblemCode, parse_layouts, parse_layouts_lenient,
     parse_road_layout_lenient,
 };
-use super::validate::validate;
+use super::validate::{diff, validate};
 
 /// `cases` generated cases, failures kept in `proptest-regressions/`.
 pub(crate) fn config(cases: u32) -> ProptestConfig {
@@ -626,6 +626,8 @@ const PROBLEM_CODES: &[&str] = &[
     "bay_size",
     "bay_overlap",
     "barrier_conflict",
+    "conflicting_id",
+    "unsupported_crs",
 ];
 
 /// Every problem names a code from the contract's list and says something.
@@ -883,10 +885,11 @@ proptest! {
 /// barriers drawn as rectangles north of it, and the extras a planner's
 /// tool may add (unknown properties, explicit nulls, bboxes, heights).
 fn valid_layout() -> impl Strategy<Value = Value> {
+    // A null extra is absent (see `layout`), so extras are not null.
     let extra = || {
         proptest::option::of(prop::collection::btree_map(
             "x_[a-z]{1,6}",
-            json_value(),
+            json_value().prop_filter("a null property is absent", |v| !v.is_null()),
             1..3,
         ))
     };
@@ -1009,6 +1012,48 @@ proptest! {
         // Validation judges it without panicking, with contract codes.
         if let Err(problems) = validate(&layouts[0]) {
             check_problems(&problems)?;
+        }
+    }
+}
+
+/// `v` as GDAL writes it back from a GeoPackage: the string id moved to an
+/// `id` property, the row number (or nothing) as the feature's id, and a
+/// null for every column another feature uses.
+fn through_geopackage(v: &Value, row_numbers: bool) -> Value {
+    let mut v = v.clone();
+    let features = v["features"].as_array_mut().unwrap();
+    let columns: std::collections::BTreeSet<String> = features
+        .iter()
+        .flat_map(|f| f["properties"].as_object().unwrap().keys().cloned())
+        .collect();
+    for (i, f) in features.iter_mut().enumerate() {
+        let id = f.as_object_mut().unwrap().remove("id").unwrap();
+        if row_numbers {
+            f["id"] = json!(i + 1);
+        }
+        let p = f["properties"].as_object_mut().unwrap();
+        p.insert("id".into(), id);
+        for c in &columns {
+            p.entry(c.clone()).or_insert(Value::Null);
+        }
+    }
+    v
+}
+
+proptest! {
+    #![proptest_config(config(500))]
+
+    #[test]
+    fn a_valid_layout_through_a_geopackage_is_the_same_layout(v in valid_layout(), row_numbers in any::<bool>()) {
+        let original = parse_layouts(&serde_json::from_value(v.clone()).unwrap()).unwrap().remove(0);
+        let through = parse_layouts(&serde_json::from_value(through_geopackage(&v, row_numbers)).unwrap());
+        prop_assert!(through.is_ok(), "{:?}", through.err());
+        let through = through.unwrap().remove(0);
+        prop_assert!(diff(Some(&original), &through).is_empty());
+        // Exported in the contract's form: string ids, no `id` property.
+        for f in through.to_feature_collection().features {
+            prop_assert!(matches!(f.id, Some(geojson::feature::Id::String(_))));
+            prop_assert!(!f.properties.unwrap().contains_key("id"));
         }
     }
 }

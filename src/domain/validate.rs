@@ -18,7 +18,8 @@ pub const MAX_BAY_DISTANCE_M: f64 = 15.0;
 /// Something odd but allowed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Warning {
-    pub feature_id: String,
+    /// The feature it concerns; null when it concerns the whole layout.
+    pub feature_id: Option<String>,
     pub code: &'static str,
     pub message: String,
 }
@@ -83,7 +84,7 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
         let d = polygon_max_distance_m(&bay.polygon, &layout.road.centre_line);
         if d > MAX_BAY_DISTANCE_M {
             warnings.push(Warning {
-                feature_id: bay.bay_id.to_string(),
+                feature_id: Some(bay.bay_id.to_string()),
                 code: "far_from_road",
                 message: format!("the bay reaches {d:.1} m from the centre line (more than {MAX_BAY_DISTANCE_M} m)"),
             });
@@ -123,7 +124,7 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
         for j in i + 1..barriers.len() {
             if barriers[i].intersects(&barriers[j]) {
                 warnings.push(Warning {
-                    feature_id: layout.barriers[i].barrier_id.to_string(),
+                    feature_id: Some(layout.barriers[i].barrier_id.to_string()),
                     code: "barrier_overlap",
                     message: format!("overlaps barrier {}", layout.barriers[j].barrier_id),
                 });
@@ -142,7 +143,8 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
 pub struct Diff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
-    /// Geometry or properties differ.
+    /// Geometry or properties differ: a position moved by more than
+    /// [`SAME_POSITION_M`], or a property other than a null one differs.
     pub changed: Vec<String>,
 }
 
@@ -164,6 +166,82 @@ fn features(l: &Layout) -> std::collections::BTreeMap<String, geojson::Feature> 
         .collect()
 }
 
+/// Positions closer than this (metres, horizontally and in height) are the
+/// same in a diff: a GIS tool that writes numbers another way (fewer
+/// digits, a float's neighbour) has not moved anything.
+pub const SAME_POSITION_M: f64 = 0.001;
+
+/// Metres per degree of latitude (and of longitude at the equator), on a
+/// sphere of WGS 84's equatorial radius; ample for millimetres nearby.
+const METRES_PER_DEGREE: f64 = 6_378_137.0 * std::f64::consts::PI / 180.0;
+
+/// Whether two (longitude, latitude[, height]) positions in degrees (and
+/// metres) lie within [`SAME_POSITION_M`] of each other.
+fn same_position(a: &[f64], b: &[f64]) -> bool {
+    if a.len() != b.len() || a.len() < 2 {
+        return a == b;
+    }
+    let dy = (a[1] - b[1]) * METRES_PER_DEGREE;
+    let dx = (a[0] - b[0]) * METRES_PER_DEGREE * a[1].to_radians().cos();
+    let dz = a.get(2).zip(b.get(2)).map_or(0.0, |(p, q)| p - q);
+    dx.hypot(dy) <= SAME_POSITION_M
+        && dz.abs() <= SAME_POSITION_M
+        && a.iter().skip(3).eq(b.iter().skip(3))
+}
+
+fn same_positions(a: &[geojson::Position], b: &[geojson::Position]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(p, q)| same_position(p.as_slice(), q.as_slice()))
+}
+
+fn same_rings(a: &[Vec<geojson::Position>], b: &[Vec<geojson::Position>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(p, q)| same_positions(p, q))
+}
+
+/// Whether two geometries are the same shape, position by position within
+/// [`SAME_POSITION_M`]; a bbox (derived from the positions) is not compared.
+fn same_geometry(a: &geojson::Geometry, b: &geojson::Geometry) -> bool {
+    use geojson::GeometryValue as G;
+    let same_value = match (&a.value, &b.value) {
+        (G::Point { coordinates: p }, G::Point { coordinates: q }) => {
+            same_position(p.as_slice(), q.as_slice())
+        }
+        (G::MultiPoint { coordinates: p }, G::MultiPoint { coordinates: q })
+        | (G::LineString { coordinates: p }, G::LineString { coordinates: q }) => {
+            same_positions(p, q)
+        }
+        (G::MultiLineString { coordinates: p }, G::MultiLineString { coordinates: q })
+        | (G::Polygon { coordinates: p }, G::Polygon { coordinates: q }) => same_rings(p, q),
+        (G::MultiPolygon { coordinates: p }, G::MultiPolygon { coordinates: q }) => {
+            p.len() == q.len() && p.iter().zip(q).all(|(r, s)| same_rings(r, s))
+        }
+        (G::GeometryCollection { geometries: p }, G::GeometryCollection { geometries: q }) => {
+            p.len() == q.len() && p.iter().zip(q).all(|(r, s)| same_geometry(r, s))
+        }
+        _ => false,
+    };
+    same_value && a.foreign_members == b.foreign_members
+}
+
+/// Whether a feature is unchanged: the same geometry (see
+/// [`same_geometry`]) and the same properties, a null one being absent.
+fn same_feature(a: &geojson::Feature, b: &geojson::Feature) -> bool {
+    fn set(f: &geojson::Feature) -> std::collections::BTreeMap<&String, &serde_json::Value> {
+        f.properties
+            .iter()
+            .flatten()
+            .filter(|(_, v)| !v.is_null())
+            .collect()
+    }
+    let geometry = match (&a.geometry, &b.geometry) {
+        (Some(p), Some(q)) => same_geometry(p, q),
+        (p, q) => p == q,
+    };
+    geometry && set(a) == set(b)
+}
+
 /// The diff from `old` (absent for a new road) to `new`.
 pub fn diff(old: Option<&Layout>, new: &Layout) -> Diff {
     let before = old.map(features).unwrap_or_default();
@@ -172,9 +250,7 @@ pub fn diff(old: Option<&Layout>, new: &Layout) -> Diff {
     for (id, f) in &after {
         match before.get(id) {
             None => d.added.push(id.clone()),
-            Some(g) if g.geometry != f.geometry || g.properties != f.properties => {
-                d.changed.push(id.clone())
-            }
+            Some(g) if !same_feature(g, f) => d.changed.push(id.clone()),
             Some(_) => {}
         }
     }
@@ -270,6 +346,51 @@ mod tests {
                 ("b".into(), ProblemCode::BayOverlap)
             ]
         );
+    }
+
+    /// `l` with every position of bay `id` moved `north` metres, written
+    /// with `digits` decimals.
+    fn moved(l: &Layout, id: &str, north: f64, digits: i32) -> Layout {
+        let mut fc = serde_json::to_value(l.to_feature_collection()).unwrap();
+        let scale = 10f64.powi(digits);
+        for f in fc["features"].as_array_mut().unwrap() {
+            if f["id"] != id {
+                continue;
+            }
+            for p in f["geometry"]["coordinates"][0].as_array_mut().unwrap() {
+                let (x, y) = (p[0].as_f64().unwrap(), p[1].as_f64().unwrap());
+                let y = y + north / METRES_PER_DEGREE;
+                *p = json!([(x * scale).round() / scale, (y * scale).round() / scale]);
+            }
+        }
+        parse_layouts(&serde_json::from_value(fc).unwrap())
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn the_diff_sees_moves_of_a_millimetre_and_more_not_number_formats_or_nulls() {
+        let old = layout(vec![bay("a", 0.0, 2.5, 6.0, "standard")]);
+        // Fewer digits (1e-12 degree is 0.1 micrometre) are no change.
+        let reformatted = moved(&old, "a", 0.0, 12);
+        assert_ne!(reformatted.bays[0].polygon, old.bays[0].polygon);
+        assert!(diff(Some(&old), &reformatted).is_empty());
+        assert!(diff(Some(&old), &moved(&old, "a", 0.0004, 12)).is_empty());
+        assert_eq!(
+            diff(Some(&old), &moved(&old, "a", 0.002, 12)).changed,
+            vec!["a".to_string()]
+        );
+        let mut with_nulls = serde_json::to_value(old.to_feature_collection()).unwrap();
+        with_nulls["features"][1]["properties"]["side"] = json!(null);
+        with_nulls["features"][1]["properties"]["max_stay_minutes"] = json!(null);
+        let with_nulls = parse_layouts(&serde_json::from_value(with_nulls).unwrap())
+            .unwrap()
+            .remove(0);
+        assert_eq!(
+            with_nulls.bays[0].feature().properties.unwrap()["side"],
+            json!(null)
+        );
+        assert!(diff(Some(&old), &with_nulls).is_empty());
     }
 
     #[test]

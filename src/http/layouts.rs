@@ -11,6 +11,7 @@ use super::auth::Caller;
 use super::problem::{ApiError, blocking};
 use super::{AppState, parse_id};
 use crate::domain::auth::Role;
+use crate::domain::crs::{self, Datum, DeclaredCrs};
 use crate::domain::ids::RoadId;
 use crate::domain::layout::{LayoutProblem, ProblemCode, parse_road_layout_lenient};
 use crate::domain::occupancy::BayStatus;
@@ -31,6 +32,10 @@ pub struct PutQuery {
     /// The revision this layout was drawn from (recorded; `If-Match` also
     /// enforces it).
     pub based_on: Option<i64>,
+    /// `wgs84` (the default; also for CGCS2000) or `gcj02`: the layout was
+    /// drawn over an Amap or Tencent basemap and is converted to WGS 84.
+    #[param(value_type = Option<String>)]
+    pub crs: Option<Datum>,
 }
 
 /// A removed or changed bay that matters now.
@@ -115,6 +120,32 @@ pub(super) fn feature_collection(body: &[u8]) -> Result<FeatureCollection, ApiEr
         .map_err(|e| malformed(format!("the body is not a GeoJSON FeatureCollection: {e}")))
 }
 
+/// Reads the layout's `crs` member and, for `?crs=gcj02`, converts it to
+/// WGS 84 in place. 422 `unsupported_crs` for a CRS kerbside does not take,
+/// and for a layout marked GCJ-02 sent without `?crs=gcj02`; a warning for
+/// CGCS2000, taken as WGS 84.
+fn read_crs(fc: &mut FeatureCollection, datum: Datum) -> Result<Vec<Warning>, ApiError> {
+    let declared = crs::declared_crs(fc).map_err(|p| invalid(vec![p]))?;
+    let mut warnings = Vec::new();
+    match datum {
+        Datum::Gcj02 => crs::gcj02_to_wgs84(fc),
+        Datum::Wgs84 if crs::marked_gcj02(fc) => {
+            return Err(invalid(vec![LayoutProblem {
+                feature_id: None,
+                code: ProblemCode::UnsupportedCrs,
+                message: "the layout says \"datum\": \"gcj02\", as an export with ?crs=gcj02 does; send it with ?crs=gcj02 so that it is converted, or remove the member if it is in WGS 84 now".into(),
+            }]));
+        }
+        Datum::Wgs84 if declared == Some(DeclaredCrs::Cgcs2000) => warnings.push(Warning {
+            feature_id: None,
+            code: "cgcs2000_as_wgs84",
+            message: "the layout is in CGCS2000 (EPSG:4490), taken as WGS 84: at this scale the two agree within a few centimetres".into(),
+        }),
+        Datum::Wgs84 => {}
+    }
+    Ok(warnings)
+}
+
 /// Validates the road's new layout and, unless `dry_run`, publishes it as
 /// the next revision. Planners and admins.
 #[utoipa::path(put, path = "/v1/roads/{road_id}/layout", tag = "roads",
@@ -160,7 +191,9 @@ pub async fn put_layout(
         }
         body.extend_from_slice(&chunk);
     }
-    let fc = feature_collection(&body)?;
+    let mut fc = feature_collection(&body)?;
+    let datum = query.crs.unwrap_or_default();
+    let crs_warnings = read_crs(&mut fc, datum)?;
     let (layout, mut problems) = parse_road_layout_lenient(&fc, &road);
 
     let map = state.street.map();
@@ -182,7 +215,7 @@ pub async fn put_layout(
         .collect();
     problems.extend(taken);
     let warnings = match validate(&layout) {
-        Ok(w) if problems.is_empty() => w,
+        Ok(w) if problems.is_empty() => crs_warnings.into_iter().chain(w).collect(),
         Ok(_) => return Err(invalid(problems)),
         Err(more) => {
             problems.extend(more);

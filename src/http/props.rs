@@ -349,3 +349,19 @@ fn a_layout_of_too_many_features_is_413() {
     let e = feature_collection(body.to_string().as_bytes()).unwrap_err();
     assert_eq!(e.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+#[test]
+fn a_layout_crs_is_wgs84_or_gcj02_else_a_400() {
+    use crate::domain::crs::Datum;
+    for (q, want) in [
+        ("crs=gcj02", Some(Some(Datum::Gcj02))),
+        ("crs=wgs84&dry_run=true", Some(Some(Datum::Wgs84))),
+        ("dry_run=true", Some(None)),
+        ("crs=bd09", None),
+        ("crs=EPSG:3857", None),
+        ("crs=", None),
+    ] {
+        let got = web::Query::<PutQuery>::from_query(q).map(|q| q.crs);
+        assert_eq!(got.ok(), want, "{q}");
+    }
+}

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{ApiError, blocking};
 use super::{AppState, parse_id};
+use crate::domain::crs::{self, Datum};
 use crate::domain::ids::RoadId;
 use crate::domain::occupancy::{Counts, Report};
 use crate::street::RoadView;
@@ -79,6 +80,11 @@ fn road_view(state: &AppState, road_id: &str) -> Result<std::sync::Arc<RoadView>
 pub struct LayoutQuery {
     /// A past revision number; the current one when absent.
     pub revision: Option<i64>,
+    /// `wgs84` (the default) or `gcj02`: the layout converted for tracing
+    /// over an Amap or Tencent basemap, marked `"datum": "gcj02"`; send it
+    /// back with `PUT ...layout?crs=gcj02`.
+    #[param(value_type = Option<String>)]
+    pub crs: Option<Datum>,
 }
 
 fn feature_collection_with(fc: FeatureCollection, extra: JsonObject) -> HttpResponse {
@@ -100,7 +106,7 @@ pub async fn get_layout(
     query: web::Query<LayoutQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let view = road_view(&state, &path)?;
-    let (revision, fc) = match query.revision {
+    let (revision, mut fc) = match query.revision {
         None => (view.info.revision, view.layout.to_feature_collection()),
         Some(n) => {
             let store = state.store.clone();
@@ -114,6 +120,10 @@ pub async fn get_layout(
         }
     };
     let mut extra = JsonObject::new();
+    if query.crs == Some(Datum::Gcj02) {
+        crs::wgs84_to_gcj02(&mut fc);
+        extra.extend(fc.foreign_members.take().into_iter().flatten());
+    }
     extra.insert("revision".into(), revision.into());
     let mut res = feature_collection_with(fc, extra);
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("\"{revision}\"")) {

@@ -9,6 +9,7 @@ mod devices;
 mod docs;
 mod evidence;
 mod geodata;
+mod gis;
 mod helpers;
 mod ingest;
 mod kill;
