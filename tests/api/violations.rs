@@ -64,7 +64,7 @@ fn a_car_left_from_nine_is_an_open_overstay_at_eleven_and_is_ticketed_once() {
     wait_until("the second event", || {
         app.metric("kerbside_events_accepted_total") == 3.0
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    app.wait_for_two_sweeps();
     assert_eq!(queue(&app, &warden, "?status=all").len(), 1);
 
     let id = v["violation_id"].as_str().unwrap();
@@ -153,7 +153,7 @@ fn a_different_plate_in_the_bay_is_no_overstay() {
     wait_until("both sightings", || {
         app.metric("kerbside_events_accepted_total") == 2.0
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    app.wait_for_two_sweeps();
     assert!(queue(&app, &warden, "?status=all").is_empty());
 }
 
