@@ -291,14 +291,33 @@ fn plates_never_reach_public_answers() {
     let app = spawn_app();
     app.wait_for_broker();
     let hh = app.mqtt("hh-privacy");
-    hh.send_events("hh-privacy", &json!({"event_id": "1", "type": "observed", "observed_at": crate::helpers::at(-1), "bay_id": "QF-N-001", "plate": "浙F55555"}));
+    hh.send_events("hh-privacy", &json!({"event_id": "1", "type": "observed", "observed_at": crate::helpers::at(-2), "bay_id": "QF-N-001", "plate": "浙F55555"}));
     wait_until("the sighting", || app.bay_status("QF-N-001") == "occupied");
+    // The car leaves: the bay where its plate was seen is offered again,
+    // so the free-space search answers about it.
+    hh.send_events("hh-privacy", &json!({"event_id": "2", "type": "vacated", "observed_at": crate::helpers::at(-1), "bay_id": "QF-N-001"}));
+    wait_until("the departure", || app.bay_status("QF-N-001") == "free");
+    let bay = app.get("/v1/roads/qingfeng-road/bays").json()["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "QF-N-001")
+        .unwrap()["geometry"]["coordinates"][0][0]
+        .clone();
+    let free = format!(
+        "/v1/public/free-spaces?lon={}&lat={}&radius_m=5000&limit=100",
+        bay[0], bay[1]
+    );
+    assert_eq!(app.get(&free).json()["features"][0]["id"], "QF-N-001");
     for path in [
         "/v1/roads",
         "/v1/roads/qingfeng-road/occupancy",
         "/v1/roads/qingfeng-road/bays",
         "/v1/bays/QF-N-001",
+        "/v1/public/roads",
+        &free,
     ] {
-        assert!(!app.get(path).body.contains("浙F55555"), "{path}");
+        let body = app.get(path).body;
+        assert!(!body.contains("F55555"), "{path}: {body}");
     }
 }
