@@ -215,6 +215,49 @@ fn a_sensor_that_falls_silent_grows_no_overstay() {
     assert_eq!(v["detected_at"], "2026-11-27T03:00:00Z");
 }
 
+#[test]
+fn a_car_from_half_past_seven_is_due_two_enforced_hours_later_at_ten() {
+    let app = spawn_app();
+    app.clock.set(local(9, 40));
+    app.wait_for_broker();
+    let warden = app.token(Role::Warden);
+    let layout = app.get("/v1/roads/qingfeng-road/layout").json();
+    let bay = layout["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "QF-S-040")
+        .unwrap();
+    assert_eq!(bay["properties"]["max_stay_minutes"], 120);
+    assert_eq!(bay["properties"]["enforced_hours"], "08:00-20:00");
+    // Parked at 07:30, before enforcement begins; the sensor stays alive.
+    let s = app.mqtt("sensor-early");
+    s.send_events("sensor-early", &json!([
+        {"event_id": "1", "type": "occupied", "observed_at": local(7, 30).to_rfc3339(), "bay_id": "QF-S-040"},
+        {"event_id": "2", "type": "heartbeat", "observed_at": local(9, 35).to_rfc3339(), "bay_id": "QF-S-040"}]));
+    wait_until("the events", || {
+        app.metric("kerbside_events_accepted_total") == 2.0
+    });
+    // Over two hours parked, but only 100 minutes enforced.
+    app.wait_for_two_sweeps();
+    assert!(queue(&app, &warden, "?status=all").is_empty());
+    app.clock.set(local(9, 59));
+    s.send_events("sensor-early", &json!({"event_id": "3", "type": "heartbeat", "observed_at": local(9, 58).to_rfc3339(), "bay_id": "QF-S-040"}));
+    wait_until("the heartbeat", || {
+        app.metric("kerbside_events_accepted_total") == 3.0
+    });
+    app.wait_for_two_sweeps();
+    assert!(queue(&app, &warden, "?status=all").is_empty());
+    // 10:00 local: the 120th enforced minute has passed; the sweep files it.
+    app.clock.set(local(10, 1));
+    wait_until("the overstay", || !queue(&app, &warden, "").is_empty());
+    let v = &queue(&app, &warden, "")[0];
+    assert_eq!(v["bay_id"], "QF-S-040");
+    assert_eq!(v["started_at"], "2026-11-26T23:30:00Z");
+    assert_eq!(v["detected_at"], "2026-11-27T02:00:00Z");
+    assert_eq!(v["overstay_minutes"], 1);
+}
+
 /// A point on the footway at the road's west end, where there are no bays.
 fn footway_point() -> (f64, f64) {
     let layout = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
