@@ -43,7 +43,9 @@ if [ "${REUSE:-0}" = 1 ] && [ "$exists" = 1 ]; then
     loaded=$(psql -d "$BENCH_DB" -tAc "SELECT count(*) FROM bays" 2>/dev/null || echo 0)
 fi
 if [ "$loaded" != "$BAYS" ]; then
-    psql -d postgres -qc "SET client_min_messages = warning; DROP DATABASE IF EXISTS $BENCH_DB"
+    # Two -c, not one: psql sends a single -c holding several statements as
+    # one transaction, and DROP DATABASE refuses to run inside one.
+    psql -d postgres -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $BENCH_DB"
     psql -d postgres -qc "CREATE DATABASE $BENCH_DB"
     start=$(date +%s)
     psql -d "$BENCH_DB" -q -v bays="$BAYS" -v free_percent="$FREE_PERCENT" -f "$HERE/city.sql"

@@ -3,6 +3,8 @@
 //! the service's reports against it.
 //!
 //! - [`map`]: the street's geometry, read from the service's geodata.
+//! - [`enforce`] and [`gcj02`]: the simulator's own enforcement clock and
+//!   datum conversion, written apart from kerbside's.
 //! - [`plan`]: the simulation, a pure function of street, window and seed.
 //! - [`publish`]: paced QoS 1 publishing, done when the broker has acked.
 //! - [`register`]: the devices registered through the admin API.
@@ -11,6 +13,8 @@
 //! - [`load`]: fixed-rate load for benchmarks.
 
 pub mod check;
+pub mod enforce;
+pub mod gcj02;
 pub mod load;
 pub mod map;
 pub mod plan;

@@ -6,13 +6,13 @@
 use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use kerbside::domain::devices::DeviceKind;
-use kerbside::domain::enforcement::limit_reached_at;
 use kerbside::mqtt::topics;
-use kerbside::spatial::gcj02::wgs84_to_gcj02;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
+use crate::enforce::limit_reached_at;
+use crate::gcj02::to_gcj02;
 use crate::map::{SimBay, SimRoad, StreetPlan};
 use crate::truth::{Position, Truth};
 
@@ -468,7 +468,7 @@ pub fn simulate(street: &StreetPlan, p: &Params) -> Plan {
                     let (lon, lat) = bay.centroid;
                     let lon = lon + uniform(&mut rng, -0.3, 0.3) / 95_000.0;
                     let lat = lat + uniform(&mut rng, -0.3, 0.3) / 111_000.0;
-                    let (glon, glat) = wgs84_to_gcj02(lon, lat);
+                    let (glon, glat) = to_gcj02(lon, lat);
                     body["position"] = json!({"lon": glon, "lat": glat});
                     body["crs"] = json!("gcj02");
                 } else {
@@ -624,7 +624,7 @@ fn footway(
                 json!({"type": "report", "category": "obstruction", "note": "goods piled on the footway"})
             };
             if wardens[w].gcj02 {
-                let (glon, glat) = wgs84_to_gcj02(lon, lat);
+                let (glon, glat) = to_gcj02(lon, lat);
                 body["position"] = json!({"lon": glon, "lat": glat});
                 body["crs"] = json!("gcj02");
             } else {

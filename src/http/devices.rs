@@ -93,9 +93,16 @@ pub fn validate(body: &NewDevice) -> Result<(DeviceId, DeviceKind, String), Stri
 pub async fn create_device(
     caller: Caller,
     state: web::Data<AppState>,
-    body: web::Json<NewDevice>,
+    // Taken as a Result and looked at only once the caller is known: actix
+    // extracts the arguments together, and a body that is not JSON would
+    // otherwise answer 400 before a bad token could answer 401.
+    body: Result<web::Json<NewDevice>, actix_web::Error>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return Ok(e.error_response()),
+    };
     let (id, kind, name) = validate(&body).map_err(ApiError::BadRequest)?;
     let password = generate_password();
     let store = state.store.clone();

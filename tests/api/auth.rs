@@ -3,7 +3,7 @@
 
 use kerbside::domain::auth::{Role, generate_token};
 
-use crate::helpers::{default_now, spawn_app};
+use crate::helpers::{TestApp, default_now, spawn_app};
 
 const VIOLATIONS: &str = "/v1/roads/qingfeng-road/violations";
 
@@ -95,4 +95,83 @@ fn an_expired_token_is_401_saying_so() {
             .contains("expired at 2026-11-27T03:00:00Z"),
         "{p}"
     );
+}
+
+/// `method path` with `Authorization: auth` if given: the status and the
+/// content type.
+fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("{}{path}", app.base);
+    let res = if method == "POST" {
+        let mut r = agent.post(&url);
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send_empty()
+    } else {
+        let mut r = if method == "GET" {
+            agent.get(&url)
+        } else {
+            agent.delete(&url)
+        };
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.call()
+    }
+    .expect(method);
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (res.status().as_u16(), content_type)
+}
+
+#[test]
+fn every_protected_endpoint_turns_away_strangers_and_the_wrong_roles() {
+    let app = spawn_app();
+    let tokens = [Role::Warden, Role::Planner, Role::Admin].map(|r| (r, app.token(r)));
+    let v = "v-0123456789abcdef";
+    let (warden, planner) = (Role::Warden, Role::Planner);
+    let endpoints: [(&str, String, &[Role]); 8] = [
+        (
+            "GET",
+            "/v1/roads/qingfeng-road/sessions".into(),
+            &[warden, planner],
+        ),
+        ("GET", VIOLATIONS.into(), &[warden, planner]),
+        ("GET", format!("/v1/violations/{v}"), &[warden, planner]),
+        ("POST", format!("/v1/violations/{v}/ticket"), &[warden]),
+        ("POST", format!("/v1/violations/{v}/dismiss"), &[warden]),
+        ("GET", "/v1/devices".into(), &[]),
+        ("POST", "/v1/devices".into(), &[]),
+        ("DELETE", "/v1/devices/no-such-device".into(), &[]),
+    ];
+    let unknown = format!("Bearer kbs_{}", "0".repeat(64));
+    for (method, path, allowed) in &endpoints {
+        for auth in [None, Some(unknown.as_str())] {
+            let (status, content_type) = call(&app, method, path, auth);
+            assert_eq!(
+                (status, content_type.as_str()),
+                (401, "application/problem+json"),
+                "{method} {path} with {auth:?}"
+            );
+        }
+        for (role, token) in &tokens {
+            let (status, _) = call(&app, method, path, Some(&format!("Bearer {token}")));
+            if role.may(allowed) {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} as {role:?}: {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {role:?}");
+            }
+        }
+    }
 }

@@ -183,6 +183,15 @@ impl TestApp {
         });
     }
 
+    /// Waits until two more sweeps have ended (`kerbside_sweeps_total`): the
+    /// second began after this call, so it saw everything done before it.
+    pub fn wait_for_two_sweeps(&self) {
+        let sweeps = self.metric("kerbside_sweeps_total");
+        wait_until("two sweeps", || {
+            self.metric("kerbside_sweeps_total") >= sweeps + 2.0
+        });
+    }
+
     /// A bay's status as the REST API reports it.
     pub fn bay_status(&self, bay: &str) -> String {
         self.get(&format!("/v1/bays/{bay}")).json()["status"]

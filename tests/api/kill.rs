@@ -170,21 +170,28 @@ fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
         }
     });
 
-    wait_until_within("a third of the events to reach the broker", 60, || {
-        acked.load(Ordering::Relaxed) >= KILL_AFTER
-    });
+    // The kill must land mid-stream: some events stored, not all.
+    wait_until_within(
+        "a third of the events to reach the broker and the first to be stored",
+        60,
+        || acked.load(Ordering::Relaxed) >= KILL_AFTER && store.event_count().unwrap() > 0,
+    );
     service.kill();
     let stored_at_kill = store.event_count().unwrap();
     eprintln!("killed with {stored_at_kill} of {EVENTS} events stored");
+    assert!(
+        stored_at_kill > 0,
+        "the kill came before anything was stored; nothing was tested"
+    );
+    assert!(
+        stored_at_kill < EVENTS as i64,
+        "the kill came after the stream; nothing was tested"
+    );
     service.start();
     publisher.join().unwrap();
     wait_until_within("every event to be stored", 120, || {
         store.event_count().unwrap() == EVENTS as i64
     });
-    assert!(
-        stored_at_kill < EVENTS as i64,
-        "the kill came after the stream; nothing was tested"
-    );
     wait_until_within("the restarted service to be healthy", 30, || {
         healthy(&agent)
     });

@@ -187,6 +187,20 @@ fn a_client_past_its_rate_is_told_when_to_come_back() {
 }
 
 #[test]
+fn free_space_searches_are_rate_limited_too() {
+    let app = spawn_app_with(|s| s.public_rate_per_minute = 3);
+    let (lon, lat) = centroid("QF-N-005");
+    let search = format!("{FREE}?lon={lon}&lat={lat}");
+    for _ in 0..3 {
+        assert_eq!(app.get(&search).status, 200);
+    }
+    let r = app.get(&search);
+    r.problem(429);
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+}
+
+#[test]
 fn browsers_may_ask_first() {
     let app = spawn_app();
     let r = app.preflight("/v1/public/free-spaces?lon=120.78&lat=30.76");

@@ -55,7 +55,7 @@ fn a_car_left_from_nine_is_an_open_overstay_at_eleven_and_is_ticketed_once() {
     wait_until("the second event", || {
         app.metric("kerbside_events_accepted_total") == 3.0
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    app.wait_for_two_sweeps();
     assert_eq!(queue(&app, &warden, "?status=all").len(), 1);
 
     let id = v["violation_id"].as_str().unwrap();
@@ -144,7 +144,7 @@ fn a_different_plate_in_the_bay_is_no_overstay() {
     wait_until("both sightings", || {
         app.metric("kerbside_events_accepted_total") == 2.0
     });
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    app.wait_for_two_sweeps();
     assert!(queue(&app, &warden, "?status=all").is_empty());
 }
 
@@ -204,6 +204,49 @@ fn a_sensor_that_falls_silent_grows_no_overstay() {
     let v = &queue(&app, &warden, "")[0];
     assert_eq!(v["started_at"], "2026-11-27T01:00:00Z");
     assert_eq!(v["detected_at"], "2026-11-27T03:00:00Z");
+}
+
+#[test]
+fn a_car_from_half_past_seven_is_due_two_enforced_hours_later_at_ten() {
+    let app = spawn_app();
+    app.clock.set(local(9, 40));
+    app.wait_for_broker();
+    let warden = app.token(Role::Warden);
+    let layout = app.get("/v1/roads/qingfeng-road/layout").json();
+    let bay = layout["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "QF-S-040")
+        .unwrap();
+    assert_eq!(bay["properties"]["max_stay_minutes"], 120);
+    assert_eq!(bay["properties"]["enforced_hours"], "08:00-20:00");
+    // Parked at 07:30, before enforcement begins; the sensor stays alive.
+    let s = app.mqtt("sensor-early");
+    s.send_events("sensor-early", &json!([
+        {"event_id": "1", "type": "occupied", "observed_at": local(7, 30).to_rfc3339(), "bay_id": "QF-S-040"},
+        {"event_id": "2", "type": "heartbeat", "observed_at": local(9, 35).to_rfc3339(), "bay_id": "QF-S-040"}]));
+    wait_until("the events", || {
+        app.metric("kerbside_events_accepted_total") == 2.0
+    });
+    // Over two hours parked, but only 100 minutes enforced.
+    app.wait_for_two_sweeps();
+    assert!(queue(&app, &warden, "?status=all").is_empty());
+    app.clock.set(local(9, 59));
+    s.send_events("sensor-early", &json!({"event_id": "3", "type": "heartbeat", "observed_at": local(9, 58).to_rfc3339(), "bay_id": "QF-S-040"}));
+    wait_until("the heartbeat", || {
+        app.metric("kerbside_events_accepted_total") == 3.0
+    });
+    app.wait_for_two_sweeps();
+    assert!(queue(&app, &warden, "?status=all").is_empty());
+    // 10:00 local: the 120th enforced minute has passed; the sweep files it.
+    app.clock.set(local(10, 1));
+    wait_until("the overstay", || !queue(&app, &warden, "").is_empty());
+    let v = &queue(&app, &warden, "")[0];
+    assert_eq!(v["bay_id"], "QF-S-040");
+    assert_eq!(v["started_at"], "2026-11-26T23:30:00Z");
+    assert_eq!(v["detected_at"], "2026-11-27T02:00:00Z");
+    assert_eq!(v["overstay_minutes"], 1);
 }
 
 /// A point on the footway at the road's west end, where there are no bays.
@@ -282,14 +325,33 @@ fn plates_never_reach_public_answers() {
     let app = spawn_app();
     app.wait_for_broker();
     let hh = app.mqtt("hh-privacy");
-    hh.send_events("hh-privacy", &json!({"event_id": "1", "type": "observed", "observed_at": crate::helpers::at(-1), "bay_id": "QF-N-001", "plate": "浙F55555"}));
+    hh.send_events("hh-privacy", &json!({"event_id": "1", "type": "observed", "observed_at": crate::helpers::at(-2), "bay_id": "QF-N-001", "plate": "浙F55555"}));
     wait_until("the sighting", || app.bay_status("QF-N-001") == "occupied");
+    // The car leaves: the bay where its plate was seen is offered again,
+    // so the free-space search answers about it.
+    hh.send_events("hh-privacy", &json!({"event_id": "2", "type": "vacated", "observed_at": crate::helpers::at(-1), "bay_id": "QF-N-001"}));
+    wait_until("the departure", || app.bay_status("QF-N-001") == "free");
+    let bay = app.get("/v1/roads/qingfeng-road/bays").json()["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "QF-N-001")
+        .unwrap()["geometry"]["coordinates"][0][0]
+        .clone();
+    let free = format!(
+        "/v1/public/free-spaces?lon={}&lat={}&radius_m=5000&limit=100",
+        bay[0], bay[1]
+    );
+    assert_eq!(app.get(&free).json()["features"][0]["id"], "QF-N-001");
     for path in [
         "/v1/roads",
         "/v1/roads/qingfeng-road/occupancy",
         "/v1/roads/qingfeng-road/bays",
         "/v1/bays/QF-N-001",
+        "/v1/public/roads",
+        &free,
     ] {
-        assert!(!app.get(path).body.contains("浙F55555"), "{path}");
+        let body = app.get(path).body;
+        assert!(!body.contains("F55555"), "{path}: {body}");
     }
 }
