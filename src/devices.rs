@@ -148,37 +148,36 @@ impl Registry {
         }
     }
 
-    /// The device's entry: from the cache, else from the store (blocking).
-    /// With `recent_misses`, an id the store did not know a moment ago is
-    /// not looked up again (ingest, where a flood of made-up ids could cost
-    /// a lookup a message); a connection attempt always looks, so a device
-    /// registered a second after a refusal connects at once.
-    fn entry(&self, id: &str, recent_misses: bool) -> Result<Option<Entry>, StoreError> {
-        {
+    /// The device's entry (blocking). With `fresh`, straight from the store
+    /// (a connection attempt: a device registered or revoked a moment ago,
+    /// even by another process, is judged as the store has it now, and the
+    /// cache learns it). Otherwise from the cache, else the store; an id
+    /// the store did not know a moment ago is not looked up again (ingest,
+    /// where a flood of made-up ids could cost a lookup a message).
+    fn entry(&self, id: &str, fresh: bool) -> Result<Option<Entry>, StoreError> {
+        if !fresh {
             let known = self.known.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = known.devices.get(id) {
                 return Ok(Some(e.clone()));
             }
-            if recent_misses && known.misses.get(id).is_some_and(|t| t.elapsed() < MISS_TTL) {
+            if known.misses.get(id).is_some_and(|t| t.elapsed() < MISS_TTL) {
                 return Ok(None);
             }
         }
         let Ok(device_id) = DeviceId::parse(id) else {
             return Ok(None);
         };
-        let found = self.store.device(&device_id)?;
-        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-        Ok(match found {
+        match self.store.device(&device_id)? {
             Some(d) => {
-                let e = Entry::from(&d);
-                known.devices.insert(device_id, e.clone());
-                Some(e)
+                self.note(&d);
+                Ok(Some(Entry::from(&d)))
             }
             None => {
+                let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
                 known.misses.insert(id.to_owned(), Instant::now());
-                None
+                Ok(None)
             }
-        })
+        }
     }
 
     /// Checks broker credentials (blocking: a cache miss asks the store).
@@ -198,7 +197,7 @@ impl Registry {
             return Some(Principal::Guest);
         }
         let username = username?;
-        let entry = match self.entry(username, false) {
+        let entry = match self.entry(username, true) {
             Ok(e) => e?,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot check a device's credentials; refusing it");
@@ -223,7 +222,7 @@ impl Registry {
             return Ok(true);
         }
         Ok(self
-            .entry(device.as_str(), true)?
+            .entry(device.as_str(), false)?
             .is_some_and(|e| !e.revoked && e.kind.sends_events()))
     }
 
@@ -318,9 +317,11 @@ mod tests {
 
         let mut revoked = reg.revocations();
         store.revoke_device(&id, now()).unwrap();
-        reg.reload().unwrap();
-        assert_eq!(revoked.try_recv().unwrap(), id);
+        // Revoked behind the cache's back: refused at the next connect,
+        // and the broker is told to cut its live connections.
         assert_eq!(reg.authenticate(Some("hh-01"), Some(&pw.secret)), None);
+        assert_eq!(revoked.try_recv().unwrap(), id);
+        reg.reload().unwrap();
         assert!(!reg.admits(&id).unwrap());
     }
 
