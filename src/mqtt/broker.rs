@@ -72,6 +72,8 @@ const CLIENT_QUEUE: usize = 10_000;
 /// QoS 1 publishes a connection may have waiting for kerbside's commit;
 /// past that the broker stops reading from it (back-pressure, not loss).
 const HELD_PER_CONNECTION: usize = 1000;
+/// Connections held at once, at most; more are closed on arrival.
+const MAX_CONNECTIONS: usize = 10_000;
 /// How long a new connection has to send CONNECT.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -587,12 +589,22 @@ pub fn start(
     });
 
     let r = router.clone();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, max = MAX_CONNECTIONS,
+                            "the embedded broker is full; refusing a connection");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(serve(stream, peer, r.clone(), registry.clone()));
+                    let (r, reg) = (r.clone(), registry.clone());
+                    tokio::spawn(async move {
+                        serve(stream, peer, r, reg).await;
+                        drop(slot);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "the embedded broker cannot accept a connection");
@@ -766,8 +778,10 @@ async fn serve(
                     break;
                 }
                 if p.qos == QoS::ExactlyOnce && awaiting_rel.contains(&p.pkid) {
-                    // A resent QoS 2 publish already taken: PUBREC again.
-                    let _ = tx.send(Command::Send(Packet::PubRec(PubRec::new(p.pkid))));
+                    // A QoS 2 publish resent on the same connection: it is
+                    // already taken, and its PUBREC goes out (or went out)
+                    // once kerbside has stored it; answering now would
+                    // acknowledge what may not be on disk.
                     continue;
                 }
                 if !topics::may_publish(&who, &p.topic) {
