@@ -272,9 +272,18 @@ impl Street {
     }
 
     /// Swaps in a road's new revision, atomically for readers; every bay
-    /// that stays keeps its state.
-    pub fn replace_road(&self, stored: StoredLayout) {
+    /// that stays keeps its state. Publishes that commit close together may
+    /// arrive here in either order, so a revision no newer than the one in
+    /// the street is ignored: `false` then.
+    pub fn replace_road(&self, stored: StoredLayout) -> bool {
         let mut live = self.write();
+        if live
+            .map
+            .road(&stored.info.road_id)
+            .is_some_and(|v| v.info.revision >= stored.info.revision)
+        {
+            return false;
+        }
         let mut roads = live.map.roads.clone();
         roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
         let map = StreetMap::build(roads);
@@ -288,6 +297,7 @@ impl Street {
             map: Arc::new(map),
             states: slots,
         };
+        true
     }
 
     /// The present states of these bays (those with any).
@@ -397,5 +407,42 @@ impl ReportsAt<'_> {
     /// What the bay numbered `o` in [`Self::map`] reports.
     pub fn of_ordinal(&self, o: BayOrdinal) -> Report {
         BayState::report(self.live.states[o.0].as_ref(), self.now, self.staleness)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qingfeng(revision: i64, keep_bays: usize) -> StoredLayout {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geodata/qingfeng-road.geojson");
+        let mut layout = crate::geodata::load_file(&file).unwrap().remove(0);
+        layout.bays.truncate(keep_bays);
+        StoredLayout {
+            info: RevisionInfo {
+                road_id: layout.road.road_id.clone(),
+                revision,
+                created_at: DateTime::<Utc>::UNIX_EPOCH,
+                created_by: "test".into(),
+                based_on: None,
+                bays: layout.bays.len() as i64,
+                barriers: layout.barriers.len() as i64,
+            },
+            layout,
+        }
+    }
+
+    #[test]
+    fn a_late_older_revision_never_replaces_a_newer_one() {
+        let street = Street::new(vec![qingfeng(1, 10)], Vec::new(), Duration::minutes(30));
+        assert!(street.replace_road(qingfeng(3, 4)));
+        // Revision 2 committed before 3 but reached the street after it.
+        assert!(!street.replace_road(qingfeng(2, 7)));
+        let map = street.map();
+        let road = map.roads.values().next().unwrap();
+        assert_eq!(road.info.revision, 3);
+        assert_eq!(road.layout.bays.len(), 4);
+        assert_eq!(map.bay_count(), 4);
     }
 }
