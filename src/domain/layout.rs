@@ -449,6 +449,9 @@ pub enum ProblemCode {
     ConflictingId,
     /// The layout's `crs` is not longitude/latitude in WGS 84 or CGCS2000.
     UnsupportedCrs,
+    /// A bay id that another road holds, on its current layout or retired
+    /// from it: bay ids are never reused across roads.
+    BayOnOtherRoad,
 }
 
 /// One problem with a submitted layout, tied to the feature it concerns.

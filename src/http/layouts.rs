@@ -274,16 +274,28 @@ pub async fn put_layout(
     let published =
         blocking(
             move || match store.publish_layout(&to_store, &by, based_on, expected, now) {
-                Err(StoreError::RevisionConflict { current, .. }) => Ok(Err(current)),
+                Err(
+                    e @ (StoreError::RevisionConflict { .. } | StoreError::BayOnOtherRoad { .. }),
+                ) => Ok(Err(e)),
                 other => other.map(Ok),
             },
         )
         .await?;
-    let info = published.map_err(|current| {
-        ApiError::PreconditionFailed(format!(
+    let info = published.map_err(|e| match e {
+        // A bay id that another road once used (and has retired) stays that
+        // road's: its history is filed under it.
+        StoreError::BayOnOtherRoad { bay_id, owner } => invalid(vec![LayoutProblem {
+            message: format!(
+                "bay {bay_id} belongs to road {owner} (retired there); give this bay a new id"
+            ),
+            feature_id: Some(bay_id),
+            code: ProblemCode::BayOnOtherRoad,
+        }]),
+        StoreError::RevisionConflict { current, .. } => ApiError::PreconditionFailed(format!(
             "the road's current revision is {current}, not {}; fetch it, redraw and send again",
             expected.unwrap_or_default()
-        ))
+        )),
+        other => ApiError::Store(other),
     })?;
     let revision = info.revision;
     // Retired bays leave the street, and their states with them.
