@@ -108,6 +108,17 @@ impl StreetMap {
         (self.offsets[b.road as usize] + b.bay) as usize
     }
 
+    /// The bay numbered `o`: in the last road whose first bay is at or
+    /// before it (roads without bays share their successor's offset).
+    fn bay_at_ordinal(&self, o: usize) -> Option<&Bay> {
+        let road = self
+            .offsets
+            .partition_point(|&first| first as usize <= o)
+            .checked_sub(1)?;
+        let bay = o - self.offsets[road] as usize;
+        self.ordered[road].layout.bays.get(bay)
+    }
+
     fn ordinal_of(&self, id: &BayId) -> Option<usize> {
         self.bays.get(id).map(|&b| self.ordinal(b))
     }
@@ -356,14 +367,15 @@ impl Street {
             .collect()
     }
 
-    /// The street at `now` under one read: its snapshot and its bays'
-    /// reports, for as long as the answer is held (a search that asks
-    /// about each bay it passes).
+    /// The street at `now`: its current snapshot, and each bay's report
+    /// read when asked. No lock is held between questions, so a search that
+    /// asks about each bay it passes never keeps a writer (an ingest batch,
+    /// a publish) waiting, nor the readers queued behind that writer.
     pub fn reports_at(&self, now: DateTime<Utc>) -> ReportsAt<'_> {
         ReportsAt {
-            live: self.read(),
+            street: self,
+            map: self.map(),
             now,
-            staleness: self.staleness,
         }
     }
 
@@ -391,22 +403,34 @@ impl Live {
     }
 }
 
-/// The street at one instant, under one read of the states.
+/// The street at one instant: a snapshot of the layouts, and each bay's
+/// report read from the live states when asked.
 pub struct ReportsAt<'a> {
-    live: RwLockReadGuard<'a, Live>,
+    street: &'a Street,
+    map: Arc<StreetMap>,
     now: DateTime<Utc>,
-    staleness: Duration,
 }
 
 impl ReportsAt<'_> {
     /// The layouts these reports belong to.
     pub fn map(&self) -> &StreetMap {
-        &self.live.map
+        &self.map
     }
 
-    /// What the bay numbered `o` in [`Self::map`] reports.
+    /// What the bay numbered `o` in [`Self::map`] reports now. The read
+    /// lock is taken for this one bay only; if a publish has swapped the
+    /// street since the snapshot, the bay is found by its id (a bay the
+    /// publish retired reports `unknown`).
     pub fn of_ordinal(&self, o: BayOrdinal) -> Report {
-        BayState::report(self.live.states[o.0].as_ref(), self.now, self.staleness)
+        let live = self.street.read();
+        let state = if Arc::ptr_eq(&live.map, &self.map) {
+            live.states[o.0].as_ref()
+        } else {
+            self.map
+                .bay_at_ordinal(o.0)
+                .and_then(|bay| live.state(&bay.bay_id))
+        };
+        BayState::report(state, self.now, self.street.staleness)
     }
 }
 
@@ -444,5 +468,33 @@ mod tests {
         assert_eq!(road.info.revision, 3);
         assert_eq!(road.layout.bays.len(), 4);
         assert_eq!(map.bay_count(), 4);
+    }
+
+    #[test]
+    fn a_search_in_progress_keeps_no_writer_waiting() {
+        let street = Arc::new(Street::new(
+            vec![qingfeng(1, 10)],
+            Vec::new(),
+            Duration::minutes(30),
+        ));
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let search = street.reports_at(now);
+        let first = search.map().each_bay().next().map(|(o, _)| BayOrdinal(o));
+        let writer = Arc::clone(&street);
+        let (done, published) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            writer.replace_road(qingfeng(2, 4));
+            let _ = done.send(());
+        });
+        let swapped = published.recv_timeout(std::time::Duration::from_secs(5));
+        // The search goes on over its snapshot, reading states as they are.
+        assert_eq!(search.map().bay_count(), 10);
+        assert_eq!(
+            search.of_ordinal(first.unwrap()).status,
+            crate::domain::occupancy::BayStatus::Unknown
+        );
+        drop(search);
+        assert!(swapped.is_ok(), "the publish waited for the search");
+        assert_eq!(street.map().bay_count(), 4);
     }
 }
