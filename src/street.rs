@@ -237,6 +237,8 @@ struct Live {
 /// The live read model: layouts and bay states.
 pub struct Street {
     live: RwLock<Live>,
+    /// Held while a new map is built and swapped in.
+    swapping: std::sync::Mutex<()>,
     staleness: Duration,
 }
 
@@ -265,6 +267,7 @@ impl Street {
                 map: Arc::new(map),
                 states: slots,
             }),
+            swapping: std::sync::Mutex::new(()),
             staleness,
         }
     }
@@ -287,23 +290,33 @@ impl Street {
     /// arrive here in either order, so a revision no newer than the one in
     /// the street is ignored: `false` then.
     pub fn replace_road(&self, stored: StoredLayout) -> bool {
-        let mut live = self.write();
-        if live
-            .map
+        // One swap at a time, so the snapshot the new map is built from is
+        // still the live one when it is swapped in; the build itself (the
+        // R-tree of every bay) happens outside the lock readers wait on.
+        let _one_at_a_time = self.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.map();
+        if before
             .road(&stored.info.road_id)
             .is_some_and(|v| v.info.revision >= stored.info.revision)
         {
             return false;
         }
-        let mut roads = live.map.roads.clone();
+        let mut roads = before.roads.clone();
         roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
         let map = StreetMap::build(roads);
-        let mut slots = vec![None; map.bay_count()];
-        for (o, bay) in map.each_bay() {
-            if let Some(old) = live.map.ordinal_of(&bay.bay_id) {
-                slots[o] = live.states[old].take();
-            }
-        }
+        let from: Vec<Option<usize>> = map
+            .each_bay()
+            .map(|(_, bay)| before.ordinal_of(&bay.bay_id))
+            .collect();
+        let mut live = self.write();
+        debug_assert!(
+            Arc::ptr_eq(&live.map, &before),
+            "only swaps replace the map"
+        );
+        let slots = from
+            .into_iter()
+            .map(|old| old.and_then(|o| live.states[o].take()))
+            .collect();
         *live = Live {
             map: Arc::new(map),
             states: slots,
