@@ -108,6 +108,17 @@ impl StreetMap {
         (self.offsets[b.road as usize] + b.bay) as usize
     }
 
+    /// The bay numbered `o`: in the last road whose first bay is at or
+    /// before it (roads without bays share their successor's offset).
+    fn bay_at_ordinal(&self, o: usize) -> Option<&Bay> {
+        let road = self
+            .offsets
+            .partition_point(|&first| first as usize <= o)
+            .checked_sub(1)?;
+        let bay = o - self.offsets[road] as usize;
+        self.ordered[road].layout.bays.get(bay)
+    }
+
     fn ordinal_of(&self, id: &BayId) -> Option<usize> {
         self.bays.get(id).map(|&b| self.ordinal(b))
     }
@@ -226,6 +237,8 @@ struct Live {
 /// The live read model: layouts and bay states.
 pub struct Street {
     live: RwLock<Live>,
+    /// Held while a new map is built and swapped in.
+    swapping: std::sync::Mutex<()>,
     staleness: Duration,
 }
 
@@ -254,6 +267,7 @@ impl Street {
                 map: Arc::new(map),
                 states: slots,
             }),
+            swapping: std::sync::Mutex::new(()),
             staleness,
         }
     }
@@ -272,22 +286,42 @@ impl Street {
     }
 
     /// Swaps in a road's new revision, atomically for readers; every bay
-    /// that stays keeps its state.
-    pub fn replace_road(&self, stored: StoredLayout) {
-        let mut live = self.write();
-        let mut roads = live.map.roads.clone();
+    /// that stays keeps its state. Publishes that commit close together may
+    /// arrive here in either order, so a revision no newer than the one in
+    /// the street is ignored: `false` then.
+    pub fn replace_road(&self, stored: StoredLayout) -> bool {
+        // One swap at a time, so the snapshot the new map is built from is
+        // still the live one when it is swapped in; the build itself (the
+        // R-tree of every bay) happens outside the lock readers wait on.
+        let _one_at_a_time = self.swapping.lock().unwrap_or_else(|e| e.into_inner());
+        let before = self.map();
+        if before
+            .road(&stored.info.road_id)
+            .is_some_and(|v| v.info.revision >= stored.info.revision)
+        {
+            return false;
+        }
+        let mut roads = before.roads.clone();
         roads.insert(stored.info.road_id.clone(), Arc::new(RoadView::new(stored)));
         let map = StreetMap::build(roads);
-        let mut slots = vec![None; map.bay_count()];
-        for (o, bay) in map.each_bay() {
-            if let Some(old) = live.map.ordinal_of(&bay.bay_id) {
-                slots[o] = live.states[old].take();
-            }
-        }
+        let from: Vec<Option<usize>> = map
+            .each_bay()
+            .map(|(_, bay)| before.ordinal_of(&bay.bay_id))
+            .collect();
+        let mut live = self.write();
+        debug_assert!(
+            Arc::ptr_eq(&live.map, &before),
+            "only swaps replace the map"
+        );
+        let slots = from
+            .into_iter()
+            .map(|old| old.and_then(|o| live.states[o].take()))
+            .collect();
         *live = Live {
             map: Arc::new(map),
             states: slots,
         };
+        true
     }
 
     /// The present states of these bays (those with any).
@@ -346,14 +380,15 @@ impl Street {
             .collect()
     }
 
-    /// The street at `now` under one read: its snapshot and its bays'
-    /// reports, for as long as the answer is held (a search that asks
-    /// about each bay it passes).
+    /// The street at `now`: its current snapshot, and each bay's report
+    /// read when asked. No lock is held between questions, so a search that
+    /// asks about each bay it passes never keeps a writer (an ingest batch,
+    /// a publish) waiting, nor the readers queued behind that writer.
     pub fn reports_at(&self, now: DateTime<Utc>) -> ReportsAt<'_> {
         ReportsAt {
-            live: self.read(),
+            street: self,
+            map: self.map(),
             now,
-            staleness: self.staleness,
         }
     }
 
@@ -381,21 +416,98 @@ impl Live {
     }
 }
 
-/// The street at one instant, under one read of the states.
+/// The street at one instant: a snapshot of the layouts, and each bay's
+/// report read from the live states when asked.
 pub struct ReportsAt<'a> {
-    live: RwLockReadGuard<'a, Live>,
+    street: &'a Street,
+    map: Arc<StreetMap>,
     now: DateTime<Utc>,
-    staleness: Duration,
 }
 
 impl ReportsAt<'_> {
     /// The layouts these reports belong to.
     pub fn map(&self) -> &StreetMap {
-        &self.live.map
+        &self.map
     }
 
-    /// What the bay numbered `o` in [`Self::map`] reports.
+    /// What the bay numbered `o` in [`Self::map`] reports now. The read
+    /// lock is taken for this one bay only; if a publish has swapped the
+    /// street since the snapshot, the bay is found by its id (a bay the
+    /// publish retired reports `unknown`).
     pub fn of_ordinal(&self, o: BayOrdinal) -> Report {
-        BayState::report(self.live.states[o.0].as_ref(), self.now, self.staleness)
+        let live = self.street.read();
+        let state = if Arc::ptr_eq(&live.map, &self.map) {
+            live.states[o.0].as_ref()
+        } else {
+            self.map
+                .bay_at_ordinal(o.0)
+                .and_then(|bay| live.state(&bay.bay_id))
+        };
+        BayState::report(state, self.now, self.street.staleness)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qingfeng(revision: i64, keep_bays: usize) -> StoredLayout {
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geodata/qingfeng-road.geojson");
+        let mut layout = crate::geodata::load_file(&file).unwrap().remove(0);
+        layout.bays.truncate(keep_bays);
+        StoredLayout {
+            info: RevisionInfo {
+                road_id: layout.road.road_id.clone(),
+                revision,
+                created_at: DateTime::<Utc>::UNIX_EPOCH,
+                created_by: "test".into(),
+                based_on: None,
+                bays: layout.bays.len() as i64,
+                barriers: layout.barriers.len() as i64,
+            },
+            layout,
+        }
+    }
+
+    #[test]
+    fn a_late_older_revision_never_replaces_a_newer_one() {
+        let street = Street::new(vec![qingfeng(1, 10)], Vec::new(), Duration::minutes(30));
+        assert!(street.replace_road(qingfeng(3, 4)));
+        // Revision 2 committed before 3 but reached the street after it.
+        assert!(!street.replace_road(qingfeng(2, 7)));
+        let map = street.map();
+        let road = map.roads.values().next().unwrap();
+        assert_eq!(road.info.revision, 3);
+        assert_eq!(road.layout.bays.len(), 4);
+        assert_eq!(map.bay_count(), 4);
+    }
+
+    #[test]
+    fn a_search_in_progress_keeps_no_writer_waiting() {
+        let street = Arc::new(Street::new(
+            vec![qingfeng(1, 10)],
+            Vec::new(),
+            Duration::minutes(30),
+        ));
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let search = street.reports_at(now);
+        let first = search.map().each_bay().next().map(|(o, _)| BayOrdinal(o));
+        let writer = Arc::clone(&street);
+        let (done, published) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            writer.replace_road(qingfeng(2, 4));
+            let _ = done.send(());
+        });
+        let swapped = published.recv_timeout(std::time::Duration::from_secs(5));
+        // The search goes on over its snapshot, reading states as they are.
+        assert_eq!(search.map().bay_count(), 10);
+        assert_eq!(
+            search.of_ordinal(first.unwrap()).status,
+            crate::domain::occupancy::BayStatus::Unknown
+        );
+        drop(search);
+        assert!(swapped.is_ok(), "the publish waited for the search");
+        assert_eq!(street.map().bay_count(), 4);
     }
 }

@@ -429,6 +429,11 @@ impl Barrier {
     }
 }
 
+/// Most positions in one ring of a bay or barrier. A kerbside outline
+/// needs a handful; a ring's self-crossing check grows with the square of
+/// its positions, so one huge ring must not cost the upload its time.
+pub const MAX_RING_POSITIONS: usize = 1_000;
+
 /// Stable machine-readable codes for layout problems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -449,6 +454,9 @@ pub enum ProblemCode {
     ConflictingId,
     /// The layout's `crs` is not longitude/latitude in WGS 84 or CGCS2000.
     UnsupportedCrs,
+    /// A bay id that another road holds, on its current layout or retired
+    /// from it: bay ids are never reused across roads.
+    BayOnOtherRoad,
 }
 
 /// One problem with a submitted layout, tied to the feature it concerns.
@@ -992,6 +1000,16 @@ impl<'a> FeatureCx<'a> {
         }
         let mut rings = Vec::with_capacity(coordinates.len());
         for ring in std::iter::once(outer).chain(inner) {
+            if ring.len() > MAX_RING_POSITIONS {
+                self.problem(
+                    ProblemCode::InvalidGeometry,
+                    format!(
+                        "a ring has {} positions; at most {MAX_RING_POSITIONS} are allowed (simplify it)",
+                        ring.len()
+                    ),
+                );
+                return None;
+            }
             let coords = self.coords(ring)?;
             if coords.len() < 4 {
                 self.problem(
@@ -1119,6 +1137,27 @@ mod tests {
                 (Some("b 4".into()), ProblemCode::InvalidId),
                 (Some("b1".into()), ProblemCode::DuplicateId),
             ]
+        );
+    }
+
+    #[test]
+    fn a_ring_of_too_many_positions_is_refused_before_it_is_checked() {
+        let n = MAX_RING_POSITIONS + 1;
+        let mut ring: Vec<serde_json::Value> = (0..n - 1)
+            .map(|i| {
+                let a = std::f64::consts::TAU * i as f64 / (n - 1) as f64;
+                serde_json::json!([120.78 + 0.00002 * a.cos(), 30.76 + 0.00003 * a.sin()])
+            })
+            .collect();
+        ring.push(ring[0].clone());
+        let mut b = bay("B1", serde_json::json!({}));
+        b["geometry"]["coordinates"] = serde_json::json!([ring]);
+        let r = parse_layouts(&fc(
+            json!({"type": "FeatureCollection", "features": [road(), b]}),
+        ));
+        assert_eq!(
+            codes(r),
+            vec![(Some("B1".into()), ProblemCode::InvalidGeometry)]
         );
     }
 

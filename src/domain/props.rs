@@ -628,6 +628,7 @@ const PROBLEM_CODES: &[&str] = &[
     "barrier_conflict",
     "conflicting_id",
     "unsupported_crs",
+    "bay_on_other_road",
 ];
 
 /// Every problem names a code from the contract's list and says something.

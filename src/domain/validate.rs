@@ -4,7 +4,9 @@
 //! with its feature. Sizes and distances are in metres, measured in a
 //! local frame around the road.
 
-use geo::{Area, BooleanOps, Intersects, MinimumRotatedRect, Polygon};
+use geo::{Area, BooleanOps, BoundingRect, Intersects, MinimumRotatedRect, Polygon};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
 use serde::Serialize;
 
 use super::layout::{BayKind, Layout, LayoutProblem, ProblemCode};
@@ -46,6 +48,45 @@ fn width_length(p: &Polygon<f64>) -> Option<(f64, f64)> {
         |a: geo::Coord<f64>, b: geo::Coord<f64>| ((a.x - b.x).powi(2) + (a.y - b.y).powi(2)).sqrt();
     let (s1, s2) = (side(c[0], c[1]), side(c[1], c[2]));
     Some((s1.min(s2), s1.max(s2)))
+}
+
+/// An R-tree of polygons' bounding boxes (in whatever units the polygons
+/// are), by their index in the slice it was built from.
+struct BoxIndex(RTree<GeomWithData<Rectangle<[f64; 2]>, usize>>);
+
+impl BoxIndex {
+    fn of(polygons: &[Polygon<f64>]) -> Self {
+        BoxIndex(RTree::bulk_load(
+            polygons
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let r = p.bounding_rect()?;
+                    Some(GeomWithData::new(
+                        Rectangle::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]),
+                        i,
+                    ))
+                })
+                .collect(),
+        ))
+    }
+
+    /// The indices, ascending, of the polygons whose boxes meet `p`'s.
+    fn meeting(&self, p: &Polygon<f64>) -> impl Iterator<Item = usize> + use<> {
+        let mut hits: Vec<usize> = match p.bounding_rect() {
+            Some(r) => self
+                .0
+                .locate_in_envelope_intersecting(&AABB::from_corners(
+                    [r.min().x, r.min().y],
+                    [r.max().x, r.max().y],
+                ))
+                .map(|e| e.data)
+                .collect(),
+            None => Vec::new(),
+        };
+        hits.sort_unstable();
+        hits.into_iter()
+    }
 }
 
 /// Checks `layout`; `Err` holds every problem, `Ok` the warnings.
@@ -91,9 +132,13 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
         }
     }
 
-    // Pairs are few along one road; bounding boxes prune most of them.
+    // Only pairs whose boxes meet are compared, found through R-trees of
+    // the boxes: a 20,000-bay road is 20,000 look-ups, not 200 million
+    // pairs. Problems keep the order of the pairs (i, then j, ascending).
+    let bay_boxes = BoxIndex::of(&bays);
+    let barrier_boxes = BoxIndex::of(&barriers);
     for i in 0..bays.len() {
-        for j in i + 1..bays.len() {
+        for j in bay_boxes.meeting(&bays[i]).filter(|&j| j > i) {
             if !bays[i].intersects(&bays[j]) {
                 continue;
             }
@@ -106,7 +151,8 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
                 });
             }
         }
-        for (k, barrier) in barriers.iter().enumerate() {
+        for k in barrier_boxes.meeting(&bays[i]) {
+            let barrier = &barriers[k];
             if bays[i].intersects(barrier) {
                 problems.push(LayoutProblem {
                     feature_id: Some(layout.bays[i].bay_id.to_string()),
@@ -121,7 +167,7 @@ pub fn validate(layout: &Layout) -> Result<Vec<Warning>, Vec<LayoutProblem>> {
         }
     }
     for i in 0..barriers.len() {
-        for j in i + 1..barriers.len() {
+        for j in barrier_boxes.meeting(&barriers[i]).filter(|&j| j > i) {
             if barriers[i].intersects(&barriers[j]) {
                 warnings.push(Warning {
                     feature_id: Some(layout.barriers[i].barrier_id.to_string()),
@@ -299,6 +345,32 @@ mod tests {
             .into_iter()
             .map(|p| (p.feature_id.unwrap(), p.code))
             .collect()
+    }
+
+    #[test]
+    fn a_road_of_twenty_thousand_bays_is_checked_in_seconds() {
+        // 200 x 100 standard bays 2.5 x 5.5 m, 0.5 m apart: no two overlap.
+        let f = LocalFrame::at(120.78, 30.76);
+        let bays: Vec<serde_json::Value> = (0..20_000)
+            .map(|n| {
+                let (x, y) = (f64::from(n % 200) * 3.0, f64::from(n / 200) * 6.0);
+                let c = |dx: f64, dy: f64| {
+                    let p = f.to_degrees(geo::Coord {
+                        x: x + dx,
+                        y: y + dy,
+                    });
+                    json!([p.x, p.y])
+                };
+                json!({"type": "Feature", "id": format!("b{n}"), "properties": {"feature_type": "bay", "bay_id": format!("b{n}"), "road_id": "r", "kind": "standard"},
+                       "geometry": {"type": "Polygon", "coordinates": [[c(0.0, 0.0), c(2.5, 0.0), c(2.5, 5.5), c(0.0, 5.5), c(0.0, 0.0)]]}})
+            })
+            .collect();
+        let l = layout(bays);
+        let t0 = std::time::Instant::now();
+        assert!(validate(&l).is_ok());
+        let took = t0.elapsed();
+        // Every pair would be 200 million comparisons: minutes, even optimised.
+        assert!(took < std::time::Duration::from_secs(10), "{took:?}");
     }
 
     #[test]

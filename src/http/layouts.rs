@@ -1,6 +1,8 @@
 //! `PUT /v1/roads/{road_id}/layout`: planners validate, preview and publish
 //! a road's layout as a new revision.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, put, web};
 use futures_util::StreamExt;
 use geojson::FeatureCollection;
@@ -13,11 +15,12 @@ use super::{AppState, parse_id};
 use crate::domain::auth::Role;
 use crate::domain::crs::{self, Datum, DeclaredCrs};
 use crate::domain::ids::RoadId;
-use crate::domain::layout::{LayoutProblem, ProblemCode, parse_road_layout_lenient};
+use crate::domain::layout::{Layout, LayoutProblem, ProblemCode, parse_road_layout_lenient};
 use crate::domain::occupancy::BayStatus;
 use crate::domain::validate::{Diff, Warning, diff, validate};
 use crate::domain::violations::ViolationStatus;
 use crate::store::{StoreError, StoredLayout};
+use crate::street::{RoadView, StreetMap};
 
 /// Largest layout body accepted, bytes.
 pub const MAX_LAYOUT_BYTES: usize = 16 * 1024 * 1024;
@@ -146,6 +149,63 @@ fn read_crs(fc: &mut FeatureCollection, datum: Datum) -> Result<Vec<Warning>, Ap
     Ok(warnings)
 }
 
+/// A layout that passed every check, with what it changes.
+struct Checked {
+    layout: Layout,
+    warnings: Vec<Warning>,
+    /// The road as the street has it now, if it exists.
+    current: Option<Arc<RoadView>>,
+    diff: Diff,
+}
+
+/// Reads, converts and validates a layout body for `road` against the
+/// street `map`: 422 with every problem found. CPU-bound; runs on the
+/// blocking pool.
+fn check_layout(
+    body: &[u8],
+    datum: Datum,
+    road: &RoadId,
+    map: &StreetMap,
+) -> Result<Checked, ApiError> {
+    let mut fc = feature_collection(body)?;
+    let crs_warnings = read_crs(&mut fc, datum)?;
+    let (layout, mut problems) = parse_road_layout_lenient(&fc, road);
+    drop(fc);
+    // Geometry is checked on whatever parsed, so one answer lists everything.
+    let Some(layout) = layout else {
+        return Err(invalid(problems));
+    };
+    let taken: Vec<LayoutProblem> = layout
+        .bays
+        .iter()
+        .filter_map(|b| {
+            let (owner, _) = map.bay(&b.bay_id)?;
+            (owner.info.road_id != *road).then(|| LayoutProblem {
+                feature_id: Some(b.bay_id.to_string()),
+                code: ProblemCode::DuplicateId,
+                message: format!("bay {} belongs to road {}", b.bay_id, owner.info.road_id),
+            })
+        })
+        .collect();
+    problems.extend(taken);
+    let warnings = match validate(&layout) {
+        Ok(w) if problems.is_empty() => crs_warnings.into_iter().chain(w).collect(),
+        Ok(_) => return Err(invalid(problems)),
+        Err(more) => {
+            problems.extend(more);
+            return Err(invalid(problems));
+        }
+    };
+    let current = map.road(road).cloned();
+    let diff = diff(current.as_ref().map(|v| &v.layout), &layout);
+    Ok(Checked {
+        layout,
+        warnings,
+        current,
+        diff,
+    })
+}
+
 /// Validates the road's new layout and, unless `dry_run`, publishes it as
 /// the next revision. Planners and admins.
 #[utoipa::path(put, path = "/v1/roads/{road_id}/layout", tag = "roads",
@@ -191,39 +251,22 @@ pub async fn put_layout(
         }
         body.extend_from_slice(&chunk);
     }
-    let mut fc = feature_collection(&body)?;
+    // Reading and checking 20,000 features takes a while: not on the
+    // server's threads, which answer everyone else meanwhile.
     let datum = query.crs.unwrap_or_default();
-    let crs_warnings = read_crs(&mut fc, datum)?;
-    let (layout, mut problems) = parse_road_layout_lenient(&fc, &road);
-
     let map = state.street.map();
-    // Geometry is checked on whatever parsed, so one answer lists everything.
-    let Some(layout) = layout else {
-        return Err(invalid(problems));
-    };
-    let taken: Vec<LayoutProblem> = layout
-        .bays
-        .iter()
-        .filter_map(|b| {
-            let (owner, _) = map.bay(&b.bay_id)?;
-            (owner.info.road_id != road).then(|| LayoutProblem {
-                feature_id: Some(b.bay_id.to_string()),
-                code: ProblemCode::DuplicateId,
-                message: format!("bay {} belongs to road {}", b.bay_id, owner.info.road_id),
-            })
-        })
-        .collect();
-    problems.extend(taken);
-    let warnings = match validate(&layout) {
-        Ok(w) if problems.is_empty() => crs_warnings.into_iter().chain(w).collect(),
-        Ok(_) => return Err(invalid(problems)),
-        Err(more) => {
-            problems.extend(more);
-            return Err(invalid(problems));
-        }
-    };
-    let current = map.road(&road).cloned();
-    let diff = diff(current.as_ref().map(|v| &v.layout), &layout);
+    let rid = road.clone();
+    let checked = actix_web::web::block(move || check_layout(&body, datum, &rid, &map))
+        .await
+        .map_err(|e| {
+            ApiError::Store(StoreError::Corrupt(format!("blocking task failed: {e}")))
+        })??;
+    let Checked {
+        layout,
+        warnings,
+        current,
+        diff,
+    } = checked;
 
     // Impact: removed or changed bays that are occupied now or have open violations.
     let now = state.clock.now();
@@ -274,16 +317,28 @@ pub async fn put_layout(
     let published =
         blocking(
             move || match store.publish_layout(&to_store, &by, based_on, expected, now) {
-                Err(StoreError::RevisionConflict { current, .. }) => Ok(Err(current)),
+                Err(
+                    e @ (StoreError::RevisionConflict { .. } | StoreError::BayOnOtherRoad { .. }),
+                ) => Ok(Err(e)),
                 other => other.map(Ok),
             },
         )
         .await?;
-    let info = published.map_err(|current| {
-        ApiError::PreconditionFailed(format!(
+    let info = published.map_err(|e| match e {
+        // A bay id that another road once used (and has retired) stays that
+        // road's: its history is filed under it.
+        StoreError::BayOnOtherRoad { bay_id, owner } => invalid(vec![LayoutProblem {
+            message: format!(
+                "bay {bay_id} belongs to road {owner} (retired there); give this bay a new id"
+            ),
+            feature_id: Some(bay_id),
+            code: ProblemCode::BayOnOtherRoad,
+        }]),
+        StoreError::RevisionConflict { current, .. } => ApiError::PreconditionFailed(format!(
             "the road's current revision is {current}, not {}; fetch it, redraw and send again",
             expected.unwrap_or_default()
-        ))
+        )),
+        other => ApiError::Store(other),
     })?;
     let revision = info.revision;
     // Retired bays leave the street, and their states with them.

@@ -114,7 +114,10 @@ fn forwarded_address(entry: &str) -> Option<IpAddr> {
         .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
-fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+/// Counts the request against its client's bucket: 429 with the seconds to
+/// wait when it is empty. Every public endpoint that costs more than a
+/// lookup calls this first.
+pub(super) fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     let peer = req
         .peer_addr()
         .map(|a| a.ip())
@@ -134,6 +137,21 @@ fn admit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
         .limiter
         .check(ip, Instant::now())
         .map_err(|retry_after| ApiError::TooManyRequests { retry_after })
+}
+
+/// Marks an answer cacheable by anyone for `max_age_s` seconds; `immutable`
+/// when it can never change.
+pub(super) fn cacheable(mut res: HttpResponse, max_age_s: u32, immutable: bool) -> HttpResponse {
+    use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
+    let value = if immutable {
+        format!("public, max-age={max_age_s}, immutable")
+    } else {
+        format!("public, max-age={max_age_s}")
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        res.headers_mut().insert(CACHE_CONTROL, v);
+    }
+    res
 }
 
 fn public(mut res: HttpResponse) -> HttpResponse {

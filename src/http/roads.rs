@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use chrono::{DateTime, Utc};
 use geojson::{Feature, FeatureCollection, JsonObject, JsonValue};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::problem::{ApiError, blocking};
+use super::public::{MAX_AGE_S, admit, cacheable};
 use super::{AppState, parse_id};
 use crate::domain::crs::{self, Datum};
 use crate::domain::ids::RoadId;
@@ -37,10 +38,16 @@ pub struct RoadsResponse {
 }
 
 /// Every road with its bay and barrier counts and live occupancy.
+/// Rate limited per client like the `/v1/public` endpoints (it counts every
+/// road), and cacheable for a few seconds.
 #[utoipa::path(get, path = "/v1/roads", tag = "roads",
-    responses((status = 200, body = RoadsResponse)))]
+    responses((status = 200, body = RoadsResponse), (status = 429, body = super::problem::Problem)))]
 #[get("/roads")]
-pub async fn list_roads(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list_roads(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    admit(&state, &req)?;
     let now = state.clock.now();
     let map = state.street.map();
     let roads = map
@@ -62,8 +69,16 @@ pub async fn list_roads(state: web::Data<AppState>) -> HttpResponse {
             }
         })
         .collect();
-    HttpResponse::Ok().json(RoadsResponse { roads })
+    Ok(cacheable(
+        HttpResponse::Ok().json(RoadsResponse { roads }),
+        MAX_AGE_S,
+        false,
+    ))
 }
+
+/// How long an answer that can never change may be cached: a year, the
+/// longest HTTP caches honour.
+const IMMUTABLE_MAX_AGE_S: u32 = 31_536_000;
 
 fn road_view(state: &AppState, road_id: &str) -> Result<std::sync::Arc<RoadView>, ApiError> {
     let id = parse_id("road_id", road_id, RoadId::parse)?;
@@ -94,17 +109,25 @@ fn feature_collection_with(fc: FeatureCollection, extra: JsonObject) -> HttpResp
 }
 
 /// The road's layout as GeoJSON (contract section 1), with its `revision`.
-/// What this exports can be imported again unchanged.
+/// What this exports can be imported again unchanged. A `?revision=` read
+/// goes to the store, so it is rate limited per client like the
+/// `/v1/public` endpoints; a stored revision never changes, so its answer
+/// may be cached for a year.
 #[utoipa::path(get, path = "/v1/roads/{road_id}/layout", tag = "roads",
     params(("road_id" = String, Path), LayoutQuery),
     responses((status = 200, description = "A GeoJSON FeatureCollection with a top-level `revision`", body = Object),
-              (status = 400, body = super::problem::Problem), (status = 404, body = super::problem::Problem)))]
+              (status = 400, body = super::problem::Problem), (status = 404, body = super::problem::Problem),
+              (status = 429, body = super::problem::Problem)))]
 #[get("/roads/{road_id}/layout")]
 pub async fn get_layout(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     query: web::Query<LayoutQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    if query.revision.is_some() {
+        admit(&state, &req)?;
+    }
     let view = road_view(&state, &path)?;
     let (revision, mut fc) = match query.revision {
         None => (view.info.revision, view.layout.to_feature_collection()),
@@ -128,6 +151,9 @@ pub async fn get_layout(
     let mut res = feature_collection_with(fc, extra);
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("\"{revision}\"")) {
         res.headers_mut().insert(actix_web::http::header::ETAG, v);
+    }
+    if query.revision.is_some() {
+        res = cacheable(res, IMMUTABLE_MAX_AGE_S, true);
     }
     Ok(res)
 }

@@ -16,7 +16,7 @@ use crate::domain::enforcement::enforced_between;
 use crate::domain::ids::{RoadId, check_identifier};
 use crate::domain::violations::{Action, ViolationStatus};
 use crate::spatial::LocalFrame;
-use crate::store::{ActOutcome, ViolationRecord};
+use crate::store::{ActOutcome, ViolationCursor, ViolationRecord};
 use crate::street::StreetMap;
 
 /// Which violations to list, and from where.
@@ -27,7 +27,16 @@ pub struct ViolationQuery {
     /// `LON,LAT` (WGS 84): order nearest first from this point, as a
     /// warden's work queue, and give each item's `distance_m`.
     pub near: Option<String>,
+    /// Page size, 1 to 10000 (default 1000).
+    pub limit: Option<i64>,
+    /// Opaque cursor from a previous page's `next`.
+    pub after: Option<String>,
 }
+
+/// Default number of violations in one page.
+pub const LIMIT_DEFAULT: i64 = 1000;
+/// Most violations in one page.
+pub const LIMIT_MAX: i64 = 10_000;
 
 /// A point, WGS 84 degrees.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -75,6 +84,8 @@ pub struct ViolationView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ViolationsResponse {
     pub violations: Vec<ViolationView>,
+    /// The URL of the following page, or null.
+    pub next: Option<String>,
 }
 
 /// One step of a violation's life.
@@ -207,30 +218,120 @@ pub async fn list_violations(
     }
     let status = status_filter(query.status.as_deref())?;
     let near = query.near.as_deref().map(parse_near).transpose()?;
-    let store = state.store.clone();
-    let rows = blocking(move || store.violations(&id, status)).await?;
-    let now = state.clock.now();
-    let mut views: Vec<ViolationView> = {
-        let map = state.street.map();
-        rows.into_iter()
-            .map(|r| view(&state, &map, r, now))
-            .collect()
-    };
-    if let Some(p) = near {
-        let frame = LocalFrame::at(p.x(), p.y());
-        for v in &mut views {
-            v.distance_m = v.position.map(|q| {
-                let m = frame.to_metres(geo::Coord { x: q.lon, y: q.lat });
-                (Euclidean.distance(Point::new(0.0, 0.0), Point::from(m)) * 10.0).round() / 10.0
-            });
-        }
-        views.sort_by(|a, b| {
-            a.distance_m
-                .unwrap_or(f64::INFINITY)
-                .total_cmp(&b.distance_m.unwrap_or(f64::INFINITY))
-        });
+    let limit = query.limit.unwrap_or(LIMIT_DEFAULT);
+    if !(1..=LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::BadRequest(format!(
+            "limit {limit} is not between 1 and {LIMIT_MAX}"
+        )));
     }
-    Ok(HttpResponse::Ok().json(ViolationsResponse { violations: views }))
+    let after = query.after.as_deref();
+    let store = state.store.clone();
+    let now = state.clock.now();
+    let rid = id.clone();
+    let (views, next_after) = match near {
+        None => {
+            let cursor = after.map(newest_cursor).transpose()?;
+            let mut rows =
+                blocking(move || store.violations_page(&rid, status, cursor, limit + 1)).await?;
+            let more = rows.len() as i64 > limit;
+            rows.truncate(limit as usize);
+            let next_after = match rows.last() {
+                Some(last) if more => Some(format!(
+                    "{}.{}",
+                    last.detected_at.timestamp_millis(),
+                    last.violation_id
+                )),
+                _ => None,
+            };
+            let map = state.street.map();
+            let views: Vec<ViolationView> = rows
+                .into_iter()
+                .map(|r| view(&state, &map, r, now))
+                .collect();
+            (views, next_after)
+        }
+        Some(p) => {
+            // Nearest first has no index to walk: the road's violations are
+            // ordered in memory and the page resumes after (distance, id).
+            let cursor = after.map(nearest_cursor).transpose()?;
+            let rows = blocking(move || store.violations(&rid, status)).await?;
+            let frame = LocalFrame::at(p.x(), p.y());
+            let map = state.street.map();
+            let mut views: Vec<ViolationView> = rows
+                .into_iter()
+                .map(|r| {
+                    let mut v = view(&state, &map, r, now);
+                    v.distance_m = v.position.map(|q| {
+                        let m = frame.to_metres(geo::Coord { x: q.lon, y: q.lat });
+                        (Euclidean.distance(Point::new(0.0, 0.0), Point::from(m)) * 10.0).round()
+                            / 10.0
+                    });
+                    v
+                })
+                .collect();
+            drop(map);
+            let key = |v: &ViolationView| v.distance_m.unwrap_or(f64::INFINITY);
+            views.sort_by(|a, b| {
+                key(a)
+                    .total_cmp(&key(b))
+                    .then_with(|| a.violation_id.cmp(&b.violation_id))
+            });
+            if let Some((d, vid)) = &cursor {
+                views.retain(|v| {
+                    key(v)
+                        .total_cmp(d)
+                        .then_with(|| v.violation_id.as_str().cmp(vid))
+                        .is_gt()
+                });
+            }
+            let more = views.len() as i64 > limit;
+            views.truncate(limit as usize);
+            let next_after = match views.last() {
+                Some(last) if more => Some(format!("{},{}", key(last), last.violation_id)),
+                _ => None,
+            };
+            (views, next_after)
+        }
+    };
+    let next = next_after.map(|a| {
+        let mut url = format!(
+            "/v1/roads/{id}/violations?status={}&limit={limit}",
+            query.status.as_deref().unwrap_or("open")
+        );
+        if let Some(p) = near {
+            url.push_str(&format!("&near={},{}", p.x(), p.y()));
+        }
+        url.push_str(&format!("&after={a}"));
+        url
+    });
+    Ok(HttpResponse::Ok().json(ViolationsResponse {
+        violations: views,
+        next,
+    }))
+}
+
+/// A newest-first cursor: `DETECTED_MS.VIOLATION_ID`.
+fn newest_cursor(s: &str) -> Result<ViolationCursor, ApiError> {
+    let bad = || ApiError::BadRequest(format!("after {s:?} is not a cursor from a previous page"));
+    let (ms, vid) = s.split_once('.').ok_or_else(bad)?;
+    check_identifier(vid).map_err(|_| bad())?;
+    Ok(ViolationCursor {
+        detected_at_ms: ms.parse().map_err(|_| bad())?,
+        violation_id: vid.to_owned(),
+    })
+}
+
+/// A nearest-first cursor: `DISTANCE_M,VIOLATION_ID` (`inf` for a
+/// violation without a position).
+fn nearest_cursor(s: &str) -> Result<(f64, String), ApiError> {
+    let bad = || ApiError::BadRequest(format!("after {s:?} is not a cursor from a previous page"));
+    let (d, vid) = s.split_once(',').ok_or_else(bad)?;
+    check_identifier(vid).map_err(|_| bad())?;
+    let d: f64 = d.parse().map_err(|_| bad())?;
+    if d.is_nan() {
+        return Err(bad());
+    }
+    Ok((d, vid.to_owned()))
 }
 
 /// One violation with its status history. Wardens, planners and admins.

@@ -32,7 +32,7 @@ pub use privacy::Erased;
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{
-    ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationRecord,
+    ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationCursor, ViolationRecord,
 };
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");

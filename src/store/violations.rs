@@ -48,6 +48,14 @@ pub struct BayRules {
     pub enforced_hours: Option<EnforcedHours>,
 }
 
+/// Where a page of violations resumes: after this (detected, id) in
+/// newest-first order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViolationCursor {
+    pub detected_at_ms: i64,
+    pub violation_id: String,
+}
+
 /// A stored violation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViolationRecord {
@@ -693,29 +701,51 @@ impl Store {
         road: &RoadId,
         status: Option<ViolationStatus>,
     ) -> Result<Vec<ViolationRecord>, StoreError> {
+        self.violations_page(road, status, None, i64::MAX)
+    }
+
+    /// A page of a road's violations with `status` (all when `None`),
+    /// newest first (by `detected_at`, then id): those after `cursor`, at
+    /// most `limit`.
+    pub fn violations_page(
+        &self,
+        road: &RoadId,
+        status: Option<ViolationStatus>,
+        cursor: Option<ViolationCursor>,
+        limit: i64,
+    ) -> Result<Vec<ViolationRecord>, StoreError> {
         let mut q = violations::table
             .filter(violations::road_id.eq(road.as_str()))
             .into_boxed();
         if let Some(s) = status {
             q = q.filter(violations::status.eq(s.as_str()));
         }
+        if let Some(c) = cursor {
+            q = q.filter(
+                violations::detected_at_ms
+                    .lt(c.detected_at_ms)
+                    .or(violations::detected_at_ms
+                        .eq(c.detected_at_ms)
+                        .and(violations::violation_id.gt(c.violation_id))),
+            );
+        }
         let conn = &mut self.conn()?;
         let rows: Vec<Row> = q
             .order((violations::detected_at_ms.desc(), violations::violation_id))
+            .limit(limit)
             .select(Row::as_select())
             .load(conn)?;
-        let disputed: HashSet<String> = violation_disputes::table
-            .filter(
-                violation_disputes::violation_id.eq_any(
-                    violations::table
-                        .filter(violations::road_id.eq(road.as_str()))
-                        .select(violations::violation_id),
-                ),
-            )
-            .select(violation_disputes::violation_id)
-            .load::<String>(conn)?
-            .into_iter()
-            .collect();
+        let ids: Vec<&str> = rows.iter().map(|r| r.violation_id.as_str()).collect();
+        let mut disputed: HashSet<String> = HashSet::new();
+        // SQLite allows a few thousand bound values per statement.
+        for chunk in ids.chunks(500) {
+            disputed.extend(
+                violation_disputes::table
+                    .filter(violation_disputes::violation_id.eq_any(chunk))
+                    .select(violation_disputes::violation_id)
+                    .load::<String>(conn)?,
+            );
+        }
         rows.into_iter()
             .map(|r| {
                 let mut v = ViolationRecord::try_from(r)?;

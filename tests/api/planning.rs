@@ -524,6 +524,49 @@ fn a_put_to_a_new_road_creates_it() {
 }
 
 #[test]
+fn a_bay_id_another_road_retired_is_refused_with_its_code() {
+    let app = spawn_app();
+    let planner = app.token(Role::Planner);
+    let mut qingfeng = export(&app);
+    qingfeng["features"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["id"] != "QF-N-001");
+    assert_eq!(put(&app, &planner, &qingfeng, "", None).status, 200);
+    app.get("/v1/bays/QF-N-001").problem(404);
+
+    let f = LocalFrame::at(120.79, 30.77);
+    let p = |x: f64, y: f64| {
+        let d = f.to_degrees(geo::Coord { x, y });
+        json!([d.x, d.y])
+    };
+    let fc = json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "wanda-lane", "properties": {"feature_type": "road", "road_id": "wanda-lane", "name": "万达巷"},
+         "geometry": {"type": "LineString", "coordinates": [p(0.0, 0.0), p(100.0, 0.0)]}},
+        {"type": "Feature", "id": "QF-N-001", "properties": {"feature_type": "bay", "bay_id": "QF-N-001", "road_id": "wanda-lane", "kind": "standard"},
+         "geometry": {"type": "Polygon", "coordinates": [[p(10.0, 5.0), p(16.0, 5.0), p(16.0, 7.5), p(10.0, 7.5), p(10.0, 5.0)]]}},
+    ]});
+    let r = app.put_as(
+        "/v1/roads/wanda-lane/layout",
+        &planner,
+        JSON,
+        None,
+        &fc.to_string(),
+    );
+    assert_eq!(
+        errors(&r),
+        vec![(Some("QF-N-001".into()), "bay_on_other_road".into())]
+    );
+    assert_eq!(
+        app.get("/v1/roads").json()["roads"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
 fn only_planners_and_admins_publish_and_bodies_are_checked() {
     let app = spawn_app();
     let fc = export(&app).to_string();

@@ -182,8 +182,33 @@ fn a_client_past_its_rate_is_told_when_to_come_back() {
     r.problem(429);
     let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=20).contains(&wait), "{wait}");
-    // Other endpoints are not limited.
+    // Answers from the street alone are not limited.
+    assert_eq!(app.get("/v1/roads/qingfeng-road/occupancy").status, 200);
+    assert_eq!(app.get("/v1/roads/qingfeng-road/layout").status, 200);
+}
+
+#[test]
+fn the_road_list_and_past_revisions_are_rate_limited_and_cacheable() {
+    let app = spawn_app_with(|s| s.public_rate_per_minute = 4);
+    let roads = app.get("/v1/roads");
+    assert_eq!(roads.status, 200);
+    assert_eq!(roads.header("cache-control"), Some("public, max-age=5"));
+    let past = app.get("/v1/roads/qingfeng-road/layout?revision=1");
+    assert_eq!(past.status, 200);
+    let cache = past.header("cache-control").unwrap();
+    assert!(
+        cache.contains("max-age=31536000") && cache.contains("immutable"),
+        "a stored revision never changes: {cache}"
+    );
     assert_eq!(app.get("/v1/roads").status, 200);
+    assert_eq!(
+        app.get("/v1/roads/qingfeng-road/layout?revision=1").status,
+        200
+    );
+    app.get("/v1/roads").problem(429);
+    let r = app.get("/v1/roads/qingfeng-road/layout?revision=1");
+    r.problem(429);
+    assert!(r.header("retry-after").is_some());
 }
 
 #[test]

@@ -355,3 +355,59 @@ fn plates_never_reach_public_answers() {
         assert!(!body.contains("F55555"), "{path}: {body}");
     }
 }
+
+#[test]
+fn a_long_queue_comes_in_pages_that_link_to_the_next() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let warden = app.token(Role::Warden);
+    let hh = app.mqtt("hh-pages");
+    let (lon, lat) = footway_point();
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            json!({"event_id": format!("van-{i}"), "type": "observed",
+                   "observed_at": crate::helpers::at(-10 + i), "plate": format!("浙F0000{i}"),
+                   "position": {"lon": lon + 0.00001 * f64::from(i as i32), "lat": lat}})
+        })
+        .collect();
+    hh.send_events("hh-pages", &Value::Array(events));
+    wait_until("all filed", || queue(&app, &warden, "").len() == 5);
+    let everything: Vec<Value> = queue(&app, &warden, "");
+
+    for first in [
+        format!("{QUEUE}?limit=2"),
+        format!("{QUEUE}?limit=2&near={lon},{lat}"),
+    ] {
+        let mut seen = Vec::new();
+        let mut pages = 0;
+        let mut url = Some(first.clone());
+        while let Some(u) = url {
+            let page = app.get_as(&u, &warden).json();
+            let items = page["violations"].as_array().unwrap();
+            assert!(items.len() <= 2, "{page}");
+            seen.extend(items.iter().map(|v| v["violation_id"].clone()));
+            pages += 1;
+            url = page["next"].as_str().map(str::to_owned);
+        }
+        assert_eq!(pages, 3, "{first}");
+        let mut unique: Vec<String> = seen.iter().map(|v| v.to_string()).collect();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 5, "{first}: every violation once: {seen:?}");
+        if !first.contains("near") {
+            let all: Vec<Value> = everything
+                .iter()
+                .map(|v| v["violation_id"].clone())
+                .collect();
+            assert_eq!(seen, all, "pages keep the newest-first order");
+        }
+    }
+    let whole = app.get_as(QUEUE, &warden).json();
+    assert!(whole["next"].is_null(), "{whole}");
+    app.get_as(&format!("{QUEUE}?limit=0"), &warden)
+        .problem(400);
+    app.get_as(&format!("{QUEUE}?limit=10001"), &warden)
+        .problem(400);
+    app.get_as(&format!("{QUEUE}?after=nonsense"), &warden)
+        .problem(400);
+}
