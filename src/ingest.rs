@@ -18,7 +18,8 @@ use crate::domain::layout::Bay;
 use crate::domain::occupancy::Report;
 use crate::metrics::Metrics;
 use crate::store::{
-    BatchWrite, BayRules, Enforcement, EventRecord, RejectionRecord, RulesByBay, Store, StoreError,
+    BatchWrite, BayRules, Enforcement, EventRecord, QuarantineRecord, RejectionRecord, RulesByBay,
+    Store, StoreError,
 };
 use crate::street::{Placement, Street};
 
@@ -185,6 +186,24 @@ impl Ingestor {
             accepted,
             duplicates,
         })
+    }
+}
+
+impl Ingestor {
+    /// Sets aside a message that cannot be stored (blocking), with the
+    /// store's `error`, and counts it.
+    pub fn quarantine(&self, m: &Message, topic: String, error: String) -> Result<(), StoreError> {
+        self.store.quarantine(&QuarantineRecord {
+            seq: 0,
+            device_id: m.device.clone(),
+            topic,
+            payload: m.payload.to_vec(),
+            error,
+            received_at: m.received_at,
+            quarantined_at: self.clock.now(),
+        })?;
+        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 

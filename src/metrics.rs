@@ -62,6 +62,8 @@ pub struct Metrics {
     /// Seconds from a message's arrival to its batch's commit.
     pub commit_latency: Histogram,
     pub store_retries: AtomicU64,
+    /// Messages set aside after failing to store, alone, several times.
+    pub quarantined: AtomicU64,
     /// Completed sweeps (overstays by time, staleness published).
     pub sweeps: AtomicU64,
 }
@@ -83,6 +85,7 @@ impl Default for Metrics {
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
+            quarantined: AtomicU64::new(0),
             sweeps: AtomicU64::new(0),
         }
     }
@@ -154,6 +157,12 @@ impl Metrics {
             "kerbside_ingest_store_retries_total",
             "Batch commits retried after a store failure.",
             self.store_retries.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kerbside_quarantined_total",
+            "Messages set aside after failing to store, alone, several times (GET /v1/quarantine).",
+            self.quarantined.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

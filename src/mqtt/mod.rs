@@ -27,7 +27,7 @@ use tokio::sync::{Mutex, mpsc};
 
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::BayStatus;
-use crate::ingest::{Ingestor, Message};
+use crate::ingest::{Committed, Ingestor, Message};
 
 pub mod broker;
 pub mod dynsec;
@@ -264,43 +264,111 @@ async fn batch_loop(
         }
         let (publishes, messages): (Vec<Publish>, Vec<Message>) =
             batch.into_iter().map(|d| (d.publish, d.message)).unzip();
-        let messages = Arc::new(messages);
-        let mut backoff = Duration::from_millis(50);
-        let committed = loop {
-            let ing = ingestor.clone();
-            let msgs = messages.clone();
-            match tokio::task::spawn_blocking(move || ing.process(&msgs)).await {
-                Ok(Ok(c)) => break c,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, messages = messages.len(), "cannot store a batch; retrying");
-                }
-                Err(e) => tracing::error!(error = %e, "the batch task failed; retrying"),
-            }
-            ingestor
-                .metrics
-                .store_retries
-                .fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        };
-        // Committed: now, and only now, acknowledge, in arrival order.
+        let committed = store_batch(&ingestor, Arc::new(messages)).await;
+        // Committed (or quarantined): now, and only now, acknowledge, in
+        // arrival order.
         for p in &publishes {
             if let Err(e) = client.ack(p).await {
                 tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
             }
         }
-        for (device, r) in &committed.rejections {
-            let body = RejectionMessage {
-                event_id: r.event_id.as_deref(),
-                reason: r.reason.as_str(),
-                detail: &r.detail,
-            };
-            publisher
-                .send(topics::rejections(device), false, &body)
-                .await;
+        for c in &committed {
+            for (device, r) in &c.rejections {
+                let body = RejectionMessage {
+                    event_id: r.event_id.as_deref(),
+                    reason: r.reason.as_str(),
+                    detail: &r.detail,
+                };
+                publisher
+                    .send(topics::rejections(device), false, &body)
+                    .await;
+            }
+            let bays = c.bays.iter().map(|(b, r, _)| (b, r));
+            publisher.publish_changes(&ingestor, bays).await;
         }
-        let bays = committed.bays.iter().map(|(b, r, _)| (b, r));
-        publisher.publish_changes(&ingestor, bays).await;
+    }
+}
+
+/// Failures in a row, for a reason that is not transient, after which a
+/// batch is split into its messages, and a message alone is quarantined.
+pub const POISON_TRIES: u32 = 3;
+
+/// Stores a batch (on the blocking pool) and returns what each commit
+/// changed. A store that is down, busy or full is waited for, without end:
+/// nothing is acknowledged before it is stored. A batch that fails
+/// [`POISON_TRIES`] times in a row otherwise (a poison message, or a bug)
+/// is stored message by message, and a message that fails as often alone
+/// is quarantined: set aside whole in the store, so that it can be
+/// acknowledged and ingest goes on.
+async fn store_batch(ingestor: &Ingestor, messages: Arc<Vec<Message>>) -> Vec<Committed> {
+    let error = match store_retrying(ingestor, &messages, 0..messages.len()).await {
+        Ok(c) => return vec![c],
+        Err(error) => error,
+    };
+    if messages.len() == 1 {
+        quarantine(ingestor, &messages[0], &error).await;
+        return Vec::new();
+    }
+    tracing::warn!(%error, messages = messages.len(), "a batch keeps failing; storing its messages one by one");
+    let mut committed = Vec::new();
+    for i in 0..messages.len() {
+        match store_retrying(ingestor, &messages, i..i + 1).await {
+            Ok(c) => committed.push(c),
+            Err(error) => quarantine(ingestor, &messages[i], &error).await,
+        }
+    }
+    committed
+}
+
+/// Stores `messages[range]` in one transaction, retrying with a backoff;
+/// gives up with the last error only after [`POISON_TRIES`] failures in a
+/// row that are not transient.
+async fn store_retrying(
+    ingestor: &Ingestor,
+    messages: &Arc<Vec<Message>>,
+    range: std::ops::Range<usize>,
+) -> Result<Committed, String> {
+    let mut backoff = Duration::from_millis(50);
+    let mut failures = 0;
+    loop {
+        let (ing, msgs, r) = (ingestor.clone(), messages.clone(), range.clone());
+        let (error, transient) =
+            match tokio::task::spawn_blocking(move || ing.process(&msgs[r])).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => (e.to_string(), e.is_transient()),
+                // A panic while processing is the batch's doing, as a poison message's.
+                Err(e) => (format!("the batch task failed: {e}"), false),
+            };
+        tracing::error!(%error, transient, messages = range.len(), "cannot store a batch; retrying");
+        failures = if transient { 0 } else { failures + 1 };
+        if failures >= POISON_TRIES {
+            return Err(error);
+        }
+        ingestor
+            .metrics
+            .store_retries
+            .fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Sets a message aside in the store, retrying until the store has it.
+async fn quarantine(ingestor: &Ingestor, message: &Message, error: &str) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let (ing, m, e) = (ingestor.clone(), message.clone(), error.to_owned());
+        let topic = topics::events(&m.device);
+        match tokio::task::spawn_blocking(move || ing.quarantine(&m, topic, e)).await {
+            Ok(Ok(())) => {
+                tracing::error!(device = %message.device, %error, "quarantined a message that cannot be stored");
+                return;
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot quarantine a message; retrying"),
+            Err(e) => tracing::error!(error = %e, "the quarantine task failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -18,6 +18,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 mod devices;
 mod ingest;
 mod layouts;
+mod quarantine;
 pub mod schema;
 mod sessions;
 mod states;
@@ -27,6 +28,7 @@ mod violations;
 pub use devices::DeviceRecord;
 pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
 pub use layouts::{RevisionInfo, StoredLayout};
+pub use quarantine::QuarantineRecord;
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::TokenRecord;
 pub use violations::{
@@ -56,6 +58,31 @@ pub enum StoreError {
     DeviceExists(String),
     #[error("bay {bay_id} belongs to road {owner}")]
     BayOnOtherRoad { bay_id: String, owner: String },
+}
+
+impl StoreError {
+    /// Whether the failure may pass by itself (the database busy, locked,
+    /// full or failing, no connection), rather than being caused by what
+    /// was written. Ingest never quarantines a message for such a failure.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Open { .. } => true,
+            StoreError::Query(e) => {
+                let text = e.to_string().to_lowercase();
+                [
+                    "locked",
+                    "busy",
+                    "full",
+                    "i/o",
+                    "readonly",
+                    "unable to open",
+                ]
+                .iter()
+                .any(|t| text.contains(t))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A handle on the database: a connection pool; cheap to clone.

@@ -170,6 +170,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    quarantine (seq) {
+        seq -> BigInt,
+        device_id -> Text,
+        topic -> Text,
+        payload -> Binary,
+        error -> Text,
+        received_at_ms -> BigInt,
+        quarantined_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -185,4 +197,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_tokens,
     device_registry,
     broker_password_outbox,
+    quarantine,
 );

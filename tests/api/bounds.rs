@@ -1,0 +1,95 @@
+//! Ingest stays bounded under load and abuse: a poison message is set
+//! aside and ingest goes on; acknowledgements belong to their connection;
+//! a stranger's heartbeats cost nothing lasting.
+
+use std::time::Duration;
+
+use kerbside::domain::auth::Role;
+use serde_json::json;
+
+use crate::helpers::{acking_client, at, spawn_app, wait_until};
+
+fn occupied(event_id: &str, bay: &str) -> serde_json::Value {
+    json!({"event_id": event_id, "type": "occupied", "observed_at": at(-1), "bay_id": bay})
+}
+
+/// Runs SQL on the service's database from outside, as an operator's
+/// `sqlite3` would.
+fn run_sql(database_url: &str, sql: &str) {
+    let path = database_url.trim_start_matches("sqlite://");
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1],timeout=10)\n\
+             c.executescript(sys.argv[2]); c.commit()",
+            path,
+            sql,
+        ])
+        .status()
+        .expect("python3 runs");
+    assert!(status.success(), "cannot run {sql}");
+}
+
+#[test]
+fn a_poison_message_is_quarantined_acknowledged_and_ingest_goes_on() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    // The store fails, every time, on this one event.
+    run_sql(
+        &app.database_url,
+        "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
+    );
+    let (client, acks) = acking_client("127.0.0.1", app.broker.1);
+    let publish = |device: &str, body: serde_json::Value| {
+        client
+            .publish(
+                format!("kerbside/v1/devices/{device}/events"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                body.to_string(),
+            )
+            .unwrap();
+    };
+    publish("s-poison", occupied("poison", "QF-S-014"));
+    publish("s-good", occupied("good-1", "QF-S-015"));
+    for n in 0..2 {
+        acks.recv_timeout(Duration::from_secs(15))
+            .unwrap_or_else(|_| panic!("message {n} was never acknowledged"));
+    }
+    wait_until("the good event to be stored", || {
+        app.bay_status("QF-S-015") == "occupied"
+    });
+    assert_eq!(app.bay_status("QF-S-014"), "unknown");
+    assert_eq!(app.metric("kerbside_quarantined_total"), 1.0);
+
+    let admin = app.token(Role::Admin);
+    let list = app.get_as("/v1/quarantine", &admin);
+    assert_eq!(list.status, 200, "{}", list.body);
+    let list = list.json();
+    let q = &list["quarantined"];
+    assert_eq!(q.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(q[0]["device_id"], "s-poison");
+    assert_eq!(q[0]["topic"], "kerbside/v1/devices/s-poison/events");
+    assert!(
+        q[0]["payload"].as_str().unwrap().contains("\"poison\""),
+        "{list}"
+    );
+    assert!(
+        q[0]["error"].as_str().unwrap().contains("poisoned event"),
+        "{list}"
+    );
+
+    // Ingest goes on after it.
+    publish("s-good", occupied("good-2", "QF-S-016"));
+    wait_until("a later event to be stored", || {
+        app.bay_status("QF-S-016") == "occupied"
+    });
+
+    // Admins only; errors are problems.
+    app.get("/v1/quarantine").problem(401);
+    let warden = app.token(Role::Warden);
+    app.get_as("/v1/quarantine", &warden).problem(403);
+    app.get_as("/v1/quarantine?limit=0", &admin).problem(400);
+}
