@@ -28,7 +28,8 @@ use crate::street::{Placement, Street};
 pub struct Message {
     /// The device segment of the topic, as sent.
     pub device: String,
-    pub payload: Vec<u8>,
+    /// The payload, shared with the packet it arrived in (not copied).
+    pub payload: bytes::Bytes,
     pub received_at: DateTime<Utc>,
 }
 

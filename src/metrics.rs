@@ -62,6 +62,9 @@ pub struct Metrics {
     /// Seconds from a message's arrival to its batch's commit.
     pub commit_latency: Histogram,
     pub store_retries: AtomicU64,
+    /// Messages (and their payload bytes) held between the broker and the store.
+    queued_messages: AtomicU64,
+    queued_bytes: AtomicU64,
     /// Messages set aside after failing to store, alone, several times.
     pub quarantined: AtomicU64,
     /// Completed sweeps (overstays by time, staleness published).
@@ -86,6 +89,8 @@ impl Default for Metrics {
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
+            queued_messages: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             sweeps: AtomicU64::new(0),
         }
     }
@@ -97,6 +102,18 @@ impl Metrics {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
             self.rejected[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Notes messages (and bytes of payload) taken into the ingest queue.
+    pub fn queued(&self, messages: u64, bytes: u64) {
+        self.queued_messages.fetch_add(messages, Ordering::Relaxed);
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Notes messages (and bytes of payload) that left the ingest queue.
+    pub fn dequeued(&self, messages: u64, bytes: u64) {
+        self.queued_messages.fetch_sub(messages, Ordering::Relaxed);
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Rejected events so far, all reasons.
@@ -170,6 +187,24 @@ impl Metrics {
             "Sweeps completed (overstays that time alone decides, stale bays).",
             self.sweeps.load(Ordering::Relaxed),
         );
+        for (name, help, v) in [
+            (
+                "kerbside_ingest_queue_messages",
+                "Messages held between the broker and the store.",
+                &self.queued_messages,
+            ),
+            (
+                "kerbside_ingest_queue_bytes",
+                "Payload bytes held between the broker and the store.",
+                &self.queued_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         self.batch_size.render(
             &mut out,
             "kerbside_ingest_batch_messages",

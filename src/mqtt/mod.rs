@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! broker -> event loop task -> channel -> batcher -> Ingestor::process (one transaction)
-//!           (only polls)                                 -> acks, in arrival order
-//!                                                        -> retained bay states, rejections
+//!           (only polls;        (bounded                 -> outbox: acks, in arrival order,
+//!            waits when the      in messages               retained bay states, rejections
+//!            budget is spent)    and bytes)
 //! ```
 //!
 //! The event loop task only polls the connection and forwards each publish;
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::BayStatus;
@@ -42,6 +43,12 @@ pub const MAX_BATCH_MESSAGES: usize = 1000;
 /// them: the window the ingest client announces, and the one
 /// `kerbside mosquitto-conf` gives Mosquitto.
 pub const INFLIGHT_MESSAGES: u16 = 1000;
+/// Most messages kerbside holds between the broker and the store: queued
+/// for the batcher, or in the batch being stored.
+pub const QUEUE_MESSAGES: usize = 10_000;
+/// Most payload bytes kerbside holds between the broker and the store (a
+/// message larger than this alone is let through alone).
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest packet the client accepts from the broker, bytes. Larger
 /// payloads than the 256 KiB event limit still arrive, to be rejected with
 /// a reason; cap message size at the broker above this.
@@ -157,9 +164,100 @@ impl MqttLink {
     }
 }
 
+/// A message on its way to the store: the payload once (shared with the
+/// packet it came in), what its acknowledgement needs, and its share of
+/// the queue's budget, given back when it is dropped.
 struct Delivery {
-    publish: Publish,
+    ack: AckTag,
     message: Message,
+    held: Held,
+}
+
+/// What acknowledging a message takes: its packet id and QoS.
+#[derive(Debug, Clone, Copy)]
+struct AckTag {
+    pkid: u16,
+    qos: QoS,
+}
+
+impl AckTag {
+    /// A publish with nothing but the fields an acknowledgement reads.
+    fn as_publish(self) -> Publish {
+        let mut p = Publish::new("", self.qos, Vec::new());
+        p.pkid = self.pkid;
+        p
+    }
+}
+
+/// The budget of what ingest holds between the broker and the store, in
+/// messages ([`QUEUE_MESSAGES`]) and payload bytes ([`QUEUE_BYTES`]), for
+/// QoS 0 as for QoS 1.
+///
+/// The poll task takes a message's share before it polls on; when the
+/// budget is spent it waits, so it reads nothing more from the socket and
+/// the broker holds what waits (back-pressure on the connection, not
+/// kerbside's memory). This cannot deadlock: the share is given back when
+/// the batcher has stored the batch, and the batcher waits only on the
+/// store and on this queue, never on the broker link; acknowledgements and
+/// publishes wait on the link in a task of their own (`outbox_loop`),
+/// which the poll task serves again as soon as the batcher frees a share.
+/// While the poll task waits no keep-alive goes out: a store stalled for
+/// longer than 1.5 keep-alive periods (45 s) gets the link dropped and
+/// re-established, and the broker redelivers whatever was not acknowledged.
+#[derive(Clone)]
+struct Budget {
+    messages: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A message's share of the [`Budget`]; given back on drop.
+struct Held {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+    len: u64,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Budget {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Budget {
+        Budget {
+            messages: Arc::new(Semaphore::new(QUEUE_MESSAGES)),
+            bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            metrics,
+        }
+    }
+
+    /// Waits until a payload of `len` bytes fits, and takes its share.
+    async fn take(&self, len: usize) -> Held {
+        let cost = len.clamp(1, QUEUE_BYTES) as u32;
+        // The semaphores are never closed.
+        let message = self.messages.clone().acquire_owned().await;
+        let bytes = self.bytes.clone().acquire_many_owned(cost).await;
+        let (Ok(message), Ok(bytes)) = (message, bytes) else {
+            unreachable!("the queue budget is never closed")
+        };
+        self.metrics.queued(1, len as u64);
+        Held {
+            _message: message,
+            _bytes: bytes,
+            len: len as u64,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.metrics.dequeued(1, self.len);
+    }
+}
+
+/// What the outbox sends after a batch is stored: acknowledgements, in
+/// arrival order, then rejections and bay states.
+struct Outgoing {
+    acks: Vec<AckTag>,
+    committed: Vec<Committed>,
 }
 
 /// Connects to the broker and starts the event loop, batcher and sweep
@@ -178,9 +276,11 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
     }
     let (client, eventloop) = AsyncClient::new(options, 65_536);
     let connected = Arc::new(AtomicBool::new(false));
-    // Unbounded, so that the event loop never waits: for QoS 1 the broker's
-    // in-flight window (unacknowledged messages) bounds what can queue here.
+    // Unbounded, but what it can hold is bounded by the budget that the
+    // poll task takes before it sends.
     let (tx, rx) = mpsc::unbounded_channel();
+    let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+    let budget = Budget::new(ingestor.metrics.clone());
     let publisher = Arc::new(Publisher {
         client: client.clone(),
         last: Mutex::new(HashMap::new()),
@@ -191,8 +291,15 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         tx,
         connected.clone(),
         ingestor.clone(),
+        budget,
     ));
-    tokio::spawn(batch_loop(rx, client, ingestor.clone(), publisher.clone()));
+    tokio::spawn(batch_loop(rx, ingestor.clone(), outbox_tx));
+    tokio::spawn(outbox_loop(
+        outbox_rx,
+        client,
+        ingestor.clone(),
+        publisher.clone(),
+    ));
     tokio::spawn(sweep_loop(config.sweep_every, ingestor, publisher));
     MqttLink { connected }
 }
@@ -203,6 +310,7 @@ async fn poll_loop(
     tx: mpsc::UnboundedSender<Delivery>,
     connected: Arc<AtomicBool>,
     ingestor: Ingestor,
+    budget: Budget,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -222,15 +330,21 @@ async fn poll_loop(
                 connected.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                // Waits while the budget is spent: see `Budget`.
+                let held = budget.take(publish.payload.len()).await;
                 let device = topics::device_of_events_topic(&publish.topic)
                     .unwrap_or(&publish.topic)
                     .to_owned();
+                let ack = AckTag {
+                    pkid: publish.pkid,
+                    qos: publish.qos,
+                };
                 let message = Message {
                     device,
-                    payload: publish.payload.to_vec(),
+                    payload: publish.payload,
                     received_at: ingestor.clock.now(),
                 };
-                if tx.send(Delivery { publish, message }).is_err() {
+                if tx.send(Delivery { ack, message, held }).is_err() {
                     return;
                 }
             }
@@ -250,9 +364,8 @@ async fn poll_loop(
 
 async fn batch_loop(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
-    client: AsyncClient,
     ingestor: Ingestor,
-    publisher: Arc<Publisher>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -262,17 +375,40 @@ async fn batch_loop(
                 Err(_) => break,
             }
         }
-        let (publishes, messages): (Vec<Publish>, Vec<Message>) =
-            batch.into_iter().map(|d| (d.publish, d.message)).unzip();
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut held = Vec::with_capacity(batch.len());
+        for d in batch {
+            acks.push(d.ack);
+            messages.push(d.message);
+            held.push(d.held);
+        }
         let committed = store_batch(&ingestor, Arc::new(messages)).await;
-        // Committed (or quarantined): now, and only now, acknowledge, in
-        // arrival order.
-        for p in &publishes {
-            if let Err(e) = client.ack(p).await {
+        // Stored: the payloads are gone, and their share of the queue with them.
+        drop(held);
+        if outbox.send(Outgoing { acks, committed }).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sends what each stored batch owes the broker: acknowledgements first,
+/// in arrival order (the batch is committed or quarantined, so now and
+/// only now), then rejections and retained bay states. A task of its own,
+/// so that waiting on the link never holds up the batcher (see `Budget`).
+async fn outbox_loop(
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    client: AsyncClient,
+    ingestor: Ingestor,
+    publisher: Arc<Publisher>,
+) {
+    while let Some(out) = rx.recv().await {
+        for a in &out.acks {
+            if let Err(e) = client.ack(&a.as_publish()).await {
                 tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
             }
         }
-        for c in &committed {
+        for c in &out.committed {
             for (device, r) in &c.rejections {
                 let body = RejectionMessage {
                     event_id: r.event_id.as_deref(),

@@ -93,3 +93,96 @@ fn a_poison_message_is_quarantined_acknowledged_and_ingest_goes_on() {
     app.get_as("/v1/quarantine", &warden).problem(403);
     app.get_as("/v1/quarantine?limit=0", &admin).problem(400);
 }
+
+/// Holds the store's write lock from outside until the returned guard is
+/// released (a disk that stalls, as far as ingest can tell).
+struct StoreLock(std::process::Child);
+
+impl StoreLock {
+    fn take(database_url: &str) -> StoreLock {
+        let path = database_url.trim_start_matches("sqlite://");
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3,sys\n\
+                 c=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=10)\n\
+                 c.execute('BEGIN IMMEDIATE'); print('locked',flush=True)\n\
+                 sys.stdin.readline(); c.execute('COMMIT')",
+                path,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        StoreLock(child)
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take().unwrap();
+        stdin.write_all(b"\n").unwrap();
+        drop(stdin);
+        self.0.wait().unwrap();
+    }
+}
+
+#[test]
+fn a_qos0_flood_is_held_back_at_the_broker_not_in_memory() {
+    const FLOOD: usize = 15_000;
+    let app = spawn_app();
+    app.wait_for_broker();
+    let watcher = app.mqtt("flood-watch");
+    watcher.subscribe("kerbside/v1/devices/+/events");
+    let lock = StoreLock::take(&app.database_url);
+
+    let options = rumqttc::MqttOptions::new("flood", "127.0.0.1", app.broker.1);
+    let (client, mut connection) = rumqttc::Client::new(options, 1000);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let t0 = crate::helpers::default_now() - chrono::Duration::minutes(2);
+    for i in 0..=FLOOD {
+        let body = json!({"event_id": format!("f-{i}"), "type": "heartbeat", "bay_id": "QF-S-014",
+            "observed_at": (t0 + chrono::Duration::milliseconds(i as i64)).to_rfc3339()});
+        client
+            .publish(
+                "kerbside/v1/devices/s-flood/events",
+                rumqttc::QoS::AtMostOnce,
+                false,
+                body.to_string(),
+            )
+            .unwrap();
+    }
+    let queued = || app.metric("kerbside_ingest_queue_messages");
+    let mut largest: f64 = 0.0;
+    // Everything has passed the broker once another subscriber has the last.
+    let last = format!("f-{FLOOD}");
+    loop {
+        largest = largest.max(queued());
+        let seen = watcher.drain(Duration::from_millis(50));
+        if seen.iter().any(|p| {
+            serde_json::from_slice::<serde_json::Value>(&p.payload).unwrap()["event_id"] == last
+        }) {
+            break;
+        }
+    }
+    wait_until("kerbside to have read what its budget allows", || {
+        largest = largest.max(queued());
+        largest >= kerbside::mqtt::QUEUE_MESSAGES as f64
+    });
+    lock.release();
+    wait_until("every event of the flood to be stored", || {
+        largest = largest.max(queued());
+        app.metric("kerbside_events_accepted_total") == (FLOOD + 1) as f64
+    });
+    assert!(
+        largest <= kerbside::mqtt::QUEUE_MESSAGES as f64,
+        "ingest held {largest} messages at once"
+    );
+    assert_eq!(queued(), 0.0);
+}
