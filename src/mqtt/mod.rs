@@ -173,11 +173,35 @@ struct Delivery {
     held: Held,
 }
 
-/// What acknowledging a message takes: its packet id and QoS.
+/// What acknowledging a message takes: its packet id and QoS, and the
+/// connection it came in on (a packet id means nothing on another).
 #[derive(Debug, Clone, Copy)]
 struct AckTag {
     pkid: u16,
     qos: QoS,
+    connection: u64,
+}
+
+/// The number of the broker connection, for acknowledgements: it changes
+/// the moment a connection is lost, and an acknowledgement is sent only
+/// on the connection its message came in on.
+///
+/// After a reconnect the broker either resumed the session, and then it
+/// redelivers every unacknowledged message with its packet id, or it lost
+/// it, and then packet ids start again and an old acknowledgement would
+/// acknowledge someone else's message. In both cases dropping the old
+/// acknowledgement is right: the redelivery is stored as a duplicate and
+/// acknowledged on the new connection. The check and the hand-over to
+/// rumqttc happen under the lock that the poll task takes to change the
+/// number and drop the acknowledgements still queued in rumqttc
+/// (`EventLoop::clean`), so none slips through.
+#[derive(Clone, Default)]
+struct Connection(Arc<std::sync::Mutex<u64>>);
+
+impl Connection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl AckTag {
@@ -281,6 +305,7 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
     let (tx, rx) = mpsc::unbounded_channel();
     let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
     let budget = Budget::new(ingestor.metrics.clone());
+    let connection = Connection::default();
     let publisher = Arc::new(Publisher {
         client: client.clone(),
         last: Mutex::new(HashMap::new()),
@@ -292,11 +317,13 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         connected.clone(),
         ingestor.clone(),
         budget,
+        connection.clone(),
     ));
     tokio::spawn(batch_loop(rx, ingestor.clone(), outbox_tx));
     tokio::spawn(outbox_loop(
         outbox_rx,
         client,
+        connection,
         ingestor.clone(),
         publisher.clone(),
     ));
@@ -311,8 +338,10 @@ async fn poll_loop(
     connected: Arc<AtomicBool>,
     ingestor: Ingestor,
     budget: Budget,
+    connection: Connection,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut current = *connection.lock();
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
@@ -338,6 +367,7 @@ async fn poll_loop(
                 let ack = AckTag {
                     pkid: publish.pkid,
                     qos: publish.qos,
+                    connection: current,
                 };
                 let message = Message {
                     device,
@@ -350,6 +380,14 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                {
+                    // The connection is gone: no acknowledgement of its
+                    // messages may reach the next one (see `Connection`).
+                    let mut n = connection.lock();
+                    *n += 1;
+                    current = *n;
+                    eventloop.clean();
+                }
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                 } else {
@@ -399,14 +437,13 @@ async fn batch_loop(
 async fn outbox_loop(
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     client: AsyncClient,
+    connection: Connection,
     ingestor: Ingestor,
     publisher: Arc<Publisher>,
 ) {
     while let Some(out) = rx.recv().await {
         for a in &out.acks {
-            if let Err(e) = client.ack(&a.as_publish()).await {
-                tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
-            }
+            ack(&client, &connection, *a).await;
         }
         for c in &out.committed {
             for (device, r) in &c.rejections {
@@ -422,6 +459,34 @@ async fn outbox_loop(
             let bays = c.bays.iter().map(|(b, r, _)| (b, r));
             publisher.publish_changes(&ingestor, bays).await;
         }
+    }
+}
+
+/// Acknowledges a message if the connection it came in on is still the
+/// current one; otherwise drops the acknowledgement (see [`Connection`]).
+async fn ack(client: &AsyncClient, connection: &Connection, tag: AckTag) {
+    let publish = tag.as_publish();
+    loop {
+        {
+            let current = connection.lock();
+            if *current != tag.connection {
+                tracing::debug!(
+                    pkid = tag.pkid,
+                    "dropped the acknowledgement of a message from an earlier connection"
+                );
+                return;
+            }
+            match client.try_ack(&publish) {
+                Ok(()) => return,
+                Err(rumqttc::ClientError::TryRequest(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
+                    return;
+                }
+            }
+        }
+        // rumqttc's request queue is full: the poll task is draining it.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -186,3 +186,153 @@ fn a_qos0_flood_is_held_back_at_the_broker_not_in_memory() {
     );
     assert_eq!(queued(), 0.0);
 }
+
+/// A broker of the test's own, one connection at a time, to script what
+/// kerbside sees: which session it gets and which packet ids.
+struct ScriptedBroker {
+    listener: std::net::TcpListener,
+}
+
+struct ScriptedConnection {
+    stream: std::net::TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl ScriptedBroker {
+    fn start() -> ScriptedBroker {
+        ScriptedBroker {
+            listener: std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("mqtt://{}", self.listener.local_addr().unwrap())
+    }
+
+    /// Takes kerbside's next connection: a fresh session (none present),
+    /// its subscription granted.
+    fn accept_fresh_session(&self) -> ScriptedConnection {
+        let (stream, _) = self.listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut c = ScriptedConnection {
+            stream,
+            buf: bytes::BytesMut::new(),
+        };
+        assert!(matches!(c.next(), rumqttc::Packet::Connect(_)));
+        c.send(rumqttc::Packet::ConnAck(rumqttc::ConnAck::new(
+            rumqttc::ConnectReturnCode::Success,
+            false,
+        )));
+        // What kerbside had queued to publish may come before its subscription.
+        let sub = loop {
+            match c.next() {
+                rumqttc::Packet::Subscribe(sub) => break sub,
+                rumqttc::Packet::Publish(p) => {
+                    c.send(rumqttc::Packet::PubAck(rumqttc::PubAck::new(p.pkid)))
+                }
+                other => panic!("kerbside sent {other:?} before subscribing"),
+            }
+        };
+        c.send(rumqttc::Packet::SubAck(rumqttc::SubAck::new(
+            sub.pkid,
+            vec![rumqttc::SubscribeReasonCode::Success(
+                rumqttc::QoS::AtLeastOnce,
+            )],
+        )));
+        c
+    }
+}
+
+impl ScriptedConnection {
+    fn send(&mut self, p: rumqttc::Packet) {
+        use std::io::Write;
+        let mut out = bytes::BytesMut::new();
+        p.write(&mut out, 1 << 20).unwrap();
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next packet from kerbside; its pings are answered on the way.
+    fn next(&mut self) -> rumqttc::Packet {
+        use std::io::Read;
+        loop {
+            match rumqttc::Packet::read(&mut self.buf, 1 << 20) {
+                Ok(rumqttc::Packet::PingReq) => self.send(rumqttc::Packet::PingResp),
+                Ok(p) => return p,
+                Err(rumqttc::Error::InsufficientBytes(_)) => {
+                    let mut chunk = [0u8; 4096];
+                    let n = self.stream.read(&mut chunk).expect("kerbside to send");
+                    assert!(n > 0, "kerbside closed the connection");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(e) => panic!("bad packet from kerbside: {e:?}"),
+            }
+        }
+    }
+
+    /// Delivers an event to kerbside at QoS 1 with packet id `pkid`.
+    fn deliver(&mut self, pkid: u16, event: serde_json::Value) {
+        let mut p = rumqttc::Publish::new(
+            "kerbside/v1/devices/s-conn/events",
+            rumqttc::QoS::AtLeastOnce,
+            event.to_string(),
+        );
+        p.pkid = pkid;
+        self.send(rumqttc::Packet::Publish(p));
+    }
+
+    /// The packet ids kerbside acknowledges, up to and including `last`;
+    /// its own publishes are acknowledged on the way.
+    fn acks_until(&mut self, last: u16) -> Vec<u16> {
+        let mut acks = Vec::new();
+        loop {
+            match self.next() {
+                rumqttc::Packet::PubAck(a) => {
+                    acks.push(a.pkid);
+                    if a.pkid == last {
+                        return acks;
+                    }
+                }
+                rumqttc::Packet::Publish(p) => {
+                    self.send(rumqttc::Packet::PubAck(rumqttc::PubAck::new(p.pkid)))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn an_acknowledgement_never_crosses_to_a_new_connection() {
+    let broker = ScriptedBroker::start();
+    let url = broker.url();
+    let app = crate::helpers::spawn_app_with(move |s| {
+        s.mqtt_url = Some(url);
+        s.mqtt_client_id = "kerbside-conn".into();
+    });
+    let mut first = broker.accept_fresh_session();
+    let queued = || app.metric("kerbside_ingest_queue_messages");
+
+    // A message arrives as packet 1 and waits for a stalled store...
+    let lock = StoreLock::take(&app.database_url);
+    first.deliver(1, occupied("a", "QF-S-014"));
+    wait_until("kerbside to hold the first message", || queued() == 1.0);
+    // ...when the connection drops and the broker has lost the session:
+    // on the new connection, packet id 1 is another message.
+    first.stream.shutdown(std::net::Shutdown::Both).unwrap();
+    let mut second = broker.accept_fresh_session();
+    second.deliver(1, occupied("b", "QF-S-015"));
+    wait_until("kerbside to hold both messages", || queued() == 2.0);
+    lock.release();
+    second.deliver(2, occupied("c", "QF-S-016"));
+
+    // One acknowledgement for each message of this connection, none for
+    // the first connection's: packet 1 is acknowledged once, for "b".
+    assert_eq!(second.acks_until(2), vec![1, 2]);
+    for bay in ["QF-S-014", "QF-S-015", "QF-S-016"] {
+        wait_until("every message to be stored", || {
+            app.bay_status(bay) == "occupied"
+        });
+    }
+}
