@@ -18,8 +18,8 @@ use crate::domain::layout::Bay;
 use crate::domain::occupancy::Report;
 use crate::metrics::Metrics;
 use crate::store::{
-    BatchWrite, BayRules, Enforcement, EventRecord, QuarantineRecord, RejectionRecord, RulesByBay,
-    Store, StoreError,
+    BareHeartbeat, BatchWrite, BayRules, Enforcement, EventRecord, QuarantineRecord,
+    RejectionRecord, RulesByBay, Store, StoreError,
 };
 use crate::street::{Placement, Street};
 
@@ -83,6 +83,9 @@ impl Ingestor {
         let map = self.street.map();
         let mut batch = BatchWrite::default();
         let mut told = Vec::new();
+        let open = self.devices.mode() == crate::devices::DeviceMode::Open;
+        // Devices of this batch's bare heartbeats: (known to the store, new).
+        let mut bare_devices = BareDevices::default();
         for m in messages {
             let outcomes = match DeviceId::parse(&m.device) {
                 Ok(device) if !self.devices.admits(&device)? => {
@@ -109,6 +112,12 @@ impl Ingestor {
                 })],
             };
             for outcome in outcomes {
+                let outcome = match outcome {
+                    Ok(e) if open && is_bare_heartbeat(&e) => {
+                        self.admit_bare_heartbeat(e, &mut bare_devices)?
+                    }
+                    other => other,
+                };
                 match outcome.and_then(|e| place(&map, e)) {
                     Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
                         event,
@@ -205,6 +214,59 @@ impl Ingestor {
         })?;
         self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The devices of a batch's bare heartbeats, so each is looked up once.
+#[derive(Default)]
+struct BareDevices {
+    /// Devices the store has a row for.
+    known: std::collections::HashSet<DeviceId>,
+    /// Devices new to the store, admitted within the cap.
+    new: std::collections::HashSet<DeviceId>,
+}
+
+/// A heartbeat that names neither bay nor position: it tells only that its
+/// device is alive.
+fn is_bare_heartbeat(e: &Event) -> bool {
+    e.kind == EventType::Heartbeat && e.bay_id.is_none() && e.position.is_none()
+}
+
+impl Ingestor {
+    /// On `--devices open`, lets a bare heartbeat through unless it would
+    /// bring in a new device past `store::OPEN_DEVICES_CAP`.
+    fn admit_bare_heartbeat(
+        &self,
+        e: Event,
+        seen: &mut BareDevices,
+    ) -> Result<Result<Event, Rejection>, StoreError> {
+        if seen.known.contains(&e.device_id) || seen.new.contains(&e.device_id) {
+            return Ok(Ok(e));
+        }
+        match self
+            .store
+            .admits_bare_heartbeat(e.device_id.as_str(), seen.new.len())?
+        {
+            BareHeartbeat::Known => {
+                seen.known.insert(e.device_id.clone());
+                return Ok(Ok(e));
+            }
+            BareHeartbeat::New => {
+                seen.new.insert(e.device_id.clone());
+                return Ok(Ok(e));
+            }
+            BareHeartbeat::Refused => {}
+        }
+        Ok(Err(Rejection {
+            event_id: Some(e.event_id.to_string()),
+            reason: Reason::UnknownDevice,
+            detail: format!(
+                "device {} is not known, and past {} devices a heartbeat that names neither \
+                 bay nor position brings in no new one",
+                e.device_id,
+                crate::store::OPEN_DEVICES_CAP
+            ),
+        }))
     }
 }
 

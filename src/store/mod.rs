@@ -26,7 +26,10 @@ mod tokens;
 mod violations;
 
 pub use devices::DeviceRecord;
-pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
+pub use ingest::{
+    BareHeartbeat, BatchResult, BatchWrite, DEVICE_SEEN_CAPACITY, EventRecord, OPEN_DEVICES_CAP,
+    RejectionRecord,
+};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use quarantine::QuarantineRecord;
 pub use sessions::{SessionCursor, SessionRecord};
@@ -90,8 +93,8 @@ impl StoreError {
 pub struct Store {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     /// When each device's `last_seen_ms` was last written, so that a busy
-    /// device costs one write a minute, not one a batch.
-    device_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// device costs one write a minute, not one a batch (bounded).
+    device_seen: std::sync::Arc<ingest::DeviceSeen>,
     /// The write-ahead log's file (`PATH-wal`), whose size the checkpointer watches.
     wal_path: std::sync::Arc<std::path::Path>,
 }

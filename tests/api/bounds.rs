@@ -336,3 +336,48 @@ fn an_acknowledgement_never_crosses_to_a_new_connection() {
         });
     }
 }
+
+#[test]
+fn made_up_devices_sending_bare_heartbeats_cannot_grow_the_device_table_without_end() {
+    let cap = kerbside::store::OPEN_DEVICES_CAP as usize;
+    // The suite runs on `--devices open`, where any device id is taken.
+    let app = spawn_app();
+    app.wait_for_broker();
+    let options = rumqttc::MqttOptions::new("strangers", "127.0.0.1", app.broker.1);
+    let (client, mut connection) = rumqttc::Client::new(options, 1000);
+    std::thread::spawn(move || for _ in connection.iter() {});
+    let heartbeat = |device: &str, event_id: &str| {
+        let body = json!({"event_id": event_id, "type": "heartbeat", "observed_at": at(-1)});
+        client
+            .publish(
+                format!("kerbside/v1/devices/{device}/events"),
+                rumqttc::QoS::AtMostOnce,
+                false,
+                body.to_string(),
+            )
+            .unwrap();
+    };
+    for i in 0..cap {
+        heartbeat(&format!("stranger-{i}"), "hb-1");
+    }
+    wait_until("the first strangers' heartbeats to be stored", || {
+        app.metric("kerbside_events_accepted_total") == cap as f64
+    });
+    assert_eq!(app.store.device_count().unwrap(), cap as i64);
+
+    // One more stranger is refused; a device already known is not.
+    heartbeat("stranger-one-too-many", "hb-1");
+    heartbeat("stranger-0", "hb-2");
+    wait_until("the newcomer to be refused", || {
+        app.metric("kerbside_events_rejected_total") == 1.0
+    });
+    wait_until("the known device's heartbeat to be stored", || {
+        app.metric("kerbside_events_accepted_total") == (cap + 1) as f64
+    });
+    assert_eq!(app.store.device_count().unwrap(), cap as i64);
+    let text = app.get("/metrics").body;
+    assert!(
+        text.contains("kerbside_events_rejected_by_reason_total{reason=\"unknown_device\"} 1"),
+        "{text}"
+    );
+}
