@@ -26,7 +26,8 @@ use crate::street::{Placement, Street};
 /// One message as it arrived.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// The device segment of the topic, as sent.
+    /// The device segment of the topic, as sent (an over-long one cut, see
+    /// `mqtt::MAX_DEVICE_SEGMENT`).
     pub device: String,
     /// The payload, shared with the packet it arrived in (not copied).
     pub payload: bytes::Bytes,
@@ -66,9 +67,11 @@ pub fn rules_of(bay: &Bay) -> BayRules {
     }
 }
 
-fn payload_excerpt(payload: &[u8]) -> Option<String> {
+/// The payload as text, cut to 4 KiB, if it is text.
+fn payload_excerpt(payload: &[u8]) -> Option<Arc<str>> {
     let text = std::str::from_utf8(payload).ok()?;
-    Some(text.chars().take(4096).collect())
+    let end = text.char_indices().nth(4096).map_or(text.len(), |(i, _)| i);
+    Some(Arc::from(&text[..end]))
 }
 
 impl Ingestor {
@@ -87,6 +90,8 @@ impl Ingestor {
         // Devices of this batch's bare heartbeats: (known to the store, new).
         let mut bare_devices = BareDevices::default();
         for m in messages {
+            // Made once per message, however many of its events are rejected.
+            let mut excerpt: Option<Option<Arc<str>>> = None;
             let outcomes = match DeviceId::parse(&m.device) {
                 Ok(device) if !self.devices.admits(&device)? => {
                     decode_payload(&device, &m.payload, now, sanity)
@@ -130,7 +135,9 @@ impl Ingestor {
                         batch.rejections.push(RejectionRecord {
                             device_id: m.device.clone(),
                             rejection: r,
-                            payload: payload_excerpt(&m.payload),
+                            payload: excerpt
+                                .get_or_insert_with(|| payload_excerpt(&m.payload))
+                                .clone(),
                             received_at: m.received_at,
                         });
                     }

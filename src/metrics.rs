@@ -65,6 +65,8 @@ pub struct Metrics {
     /// Messages (and their payload bytes) held between the broker and the store.
     queued_messages: AtomicU64,
     queued_bytes: AtomicU64,
+    /// Rejection notices not published because too many were waiting.
+    pub rejection_notices_dropped: AtomicU64,
     /// Messages set aside after failing to store, alone, several times.
     pub quarantined: AtomicU64,
     /// Completed sweeps (overstays by time, staleness published).
@@ -89,6 +91,7 @@ impl Default for Metrics {
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
+            rejection_notices_dropped: AtomicU64::new(0),
             queued_messages: AtomicU64::new(0),
             queued_bytes: AtomicU64::new(0),
             sweeps: AtomicU64::new(0),
@@ -180,6 +183,12 @@ impl Metrics {
             "kerbside_quarantined_total",
             "Messages set aside after failing to store, alone, several times (GET /v1/quarantine).",
             self.quarantined.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kerbside_rejection_notices_dropped_total",
+            "Rejections stored but not published to their device, because too many notices were waiting.",
+            self.rejection_notices_dropped.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

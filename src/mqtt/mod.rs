@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
@@ -49,6 +49,15 @@ pub const QUEUE_MESSAGES: usize = 10_000;
 /// Most payload bytes kerbside holds between the broker and the store (a
 /// message larger than this alone is let through alone).
 pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Longest device segment of a topic kept as sent, characters: a longer
+/// one (no device id is longer than 64) is cut to this and marked with
+/// `…`, so that a stranger's topic costs little to store, and no
+/// rejection is published to it (no device can hold that id).
+pub const MAX_DEVICE_SEGMENT: usize = 64;
+/// Most rejection notices waiting in the outbox; past it, notices are not
+/// published (the rejections are stored all the same) and are counted in
+/// `kerbside_rejection_notices_dropped_total`.
+pub const MAX_PENDING_NOTICES: usize = 10_000;
 /// Largest packet the client accepts from the broker, bytes. Larger
 /// payloads than the 256 KiB event limit still arrive, to be rejected with
 /// a reason; cap message size at the broker above this.
@@ -319,13 +328,16 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         budget,
         connection.clone(),
     ));
-    tokio::spawn(batch_loop(rx, ingestor.clone(), outbox_tx));
+    // Rejection notices handed to the outbox and not yet published.
+    let notices = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(batch_loop(rx, ingestor.clone(), outbox_tx, notices.clone()));
     tokio::spawn(outbox_loop(
         outbox_rx,
         client,
         connection,
         ingestor.clone(),
         publisher.clone(),
+        notices,
     ));
     tokio::spawn(sweep_loop(config.sweep_every, ingestor, publisher));
     MqttLink { connected }
@@ -361,9 +373,7 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Waits while the budget is spent: see `Budget`.
                 let held = budget.take(publish.payload.len()).await;
-                let device = topics::device_of_events_topic(&publish.topic)
-                    .unwrap_or(&publish.topic)
-                    .to_owned();
+                let device = device_segment(&publish.topic);
                 let ack = AckTag {
                     pkid: publish.pkid,
                     qos: publish.qos,
@@ -404,6 +414,7 @@ async fn batch_loop(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
     ingestor: Ingestor,
     outbox: mpsc::UnboundedSender<Outgoing>,
+    notices: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -421,13 +432,41 @@ async fn batch_loop(
             messages.push(d.message);
             held.push(d.held);
         }
-        let committed = store_batch(&ingestor, Arc::new(messages)).await;
+        let mut committed = store_batch(&ingestor, Arc::new(messages)).await;
         // Stored: the payloads are gone, and their share of the queue with them.
         drop(held);
+        for c in &mut committed {
+            c.rejections.retain(|(device, _)| !is_cut(device));
+            let room = MAX_PENDING_NOTICES.saturating_sub(notices.load(Ordering::Relaxed));
+            if c.rejections.len() > room {
+                let dropped = (c.rejections.len() - room) as u64;
+                c.rejections.truncate(room);
+                ingestor
+                    .metrics
+                    .rejection_notices_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
+            notices.fetch_add(c.rejections.len(), Ordering::Relaxed);
+        }
         if outbox.send(Outgoing { acks, committed }).is_err() {
             return;
         }
     }
+}
+
+/// The device segment of an events topic (or the whole topic, if it is
+/// not one), cut to [`MAX_DEVICE_SEGMENT`] characters and marked if longer.
+fn device_segment(topic: &str) -> String {
+    let segment = topics::device_of_events_topic(topic).unwrap_or(topic);
+    match segment.char_indices().nth(MAX_DEVICE_SEGMENT) {
+        Some((end, _)) => format!("{}…", &segment[..end]),
+        None => segment.to_owned(),
+    }
+}
+
+/// Whether a device segment was cut (see [`device_segment`]).
+fn is_cut(device: &str) -> bool {
+    device.chars().count() > MAX_DEVICE_SEGMENT
 }
 
 /// Sends what each stored batch owes the broker: acknowledgements first,
@@ -440,6 +479,7 @@ async fn outbox_loop(
     connection: Connection,
     ingestor: Ingestor,
     publisher: Arc<Publisher>,
+    notices: Arc<AtomicUsize>,
 ) {
     while let Some(out) = rx.recv().await {
         for a in &out.acks {
@@ -455,6 +495,7 @@ async fn outbox_loop(
                 publisher
                     .send(topics::rejections(device), false, &body)
                     .await;
+                notices.fetch_sub(1, Ordering::Relaxed);
             }
             let bays = c.bays.iter().map(|(b, r, _)| (b, r));
             publisher.publish_changes(&ingestor, bays).await;

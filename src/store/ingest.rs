@@ -35,8 +35,9 @@ pub struct RejectionRecord {
     /// The device named in the topic (as sent, even if invalid).
     pub device_id: String,
     pub rejection: Rejection,
-    /// The payload, when it is text (cut to 4 KiB), for diagnosis.
-    pub payload: Option<String>,
+    /// The payload, when it is text (cut to 4 KiB), for diagnosis: one
+    /// excerpt per message, shared by all of its rejections.
+    pub payload: Option<std::sync::Arc<str>>,
     pub received_at: DateTime<Utc>,
 }
 

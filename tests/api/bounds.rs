@@ -381,3 +381,78 @@ fn made_up_devices_sending_bare_heartbeats_cannot_grow_the_device_table_without_
         "{text}"
     );
 }
+
+/// Runs a query on the service's database from outside; its rows, one a
+/// line, columns joined by `|`.
+fn query(database_url: &str, sql: &str) -> Vec<String> {
+    let path = database_url.trim_start_matches("sqlite://");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1],timeout=10)\n\
+             for r in c.execute(sys.argv[2]): print('|'.join(str(x) for x in r))",
+            path,
+            sql,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "cannot run {sql}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn an_overlong_device_segment_is_stored_cut_and_told_to_nobody() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let watcher = app.mqtt("rejection-watch");
+    watcher.subscribe("kerbside/v1/devices/+/rejections");
+    let sender = app.mqtt("long-sender");
+    let long = "x".repeat(5_000);
+    sender.send_events(&long, &occupied("long-1", "QF-S-014"));
+    wait_until("the long-named message to be rejected", || {
+        app.metric("kerbside_events_rejected_total") == 1.0
+    });
+    // A short-named device's rejection comes after it, and is told.
+    sender.send_events("s-short", &occupied("short-1", "QF-S-999"));
+    // Rejections are told in order: whatever went to the long name would
+    // arrive before the short one's.
+    let mut told = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !told
+        .iter()
+        .any(|p: &rumqttc::Publish| p.topic == "kerbside/v1/devices/s-short/rejections")
+    {
+        assert!(std::time::Instant::now() < deadline, "no rejection told");
+        told.extend(watcher.drain(Duration::from_millis(50)));
+    }
+    let told: Vec<serde_json::Value> = told
+        .iter()
+        .map(|p| {
+            assert!(
+                p.topic.len() < 200,
+                "a rejection went to a {}-byte topic",
+                p.topic.len()
+            );
+            serde_json::from_slice(&p.payload).unwrap()
+        })
+        .collect();
+    assert!(told.iter().all(|r| r["event_id"] != "long-1"), "{told:?}");
+
+    let rows = query(
+        &app.database_url,
+        "SELECT length(device_id), length(detail) FROM rejections ORDER BY seq LIMIT 1",
+    );
+    let (device_len, detail_len) = rows[0].split_once('|').unwrap();
+    let (device_len, detail_len): (usize, usize) =
+        (device_len.parse().unwrap(), detail_len.parse().unwrap());
+    assert!(
+        device_len <= 65,
+        "stored a {device_len}-character device segment"
+    );
+    assert!(detail_len < 300, "stored a {detail_len}-character detail");
+}
