@@ -74,22 +74,48 @@ fn payload_excerpt(payload: &[u8]) -> Option<Arc<str>> {
     Some(Arc::from(&text[..end]))
 }
 
+/// Most bays whose sessions one transaction replays from history (a late
+/// event makes its bay be replayed and re-judged): a batch whose messages
+/// bring more late bays is stored in several transactions, cut between
+/// messages (a single message, at most 500 events, is never cut), so that
+/// a backlog of late events never holds the writer for long.
+pub const MAX_REPLAYS_PER_BATCH: usize = 64;
+
+/// One transaction's worth of a batch, being gathered.
+#[derive(Default)]
+struct Chunk {
+    batch: BatchWrite,
+    told: Vec<(String, Rejection)>,
+    /// How many messages it holds.
+    messages: usize,
+    /// Bays with a late event in it.
+    late: std::collections::HashSet<BayId>,
+    /// The newest status event per bay, as far as this chunk knows.
+    newest: HashMap<BayId, Option<DateTime<Utc>>>,
+}
+
 impl Ingestor {
     /// Decodes, places and stores a batch of messages (blocking: call it
-    /// off the async runtime). On error nothing was stored and the street is
-    /// unchanged: the caller retries the same batch.
+    /// off the async runtime), in one transaction unless it brings more
+    /// than [`MAX_REPLAYS_PER_BATCH`] late bays. On error the caller
+    /// retries the same batch: what an earlier transaction of it stored
+    /// comes back as duplicates.
     pub fn process(&self, messages: &[Message]) -> Result<Committed, StoreError> {
         let now = self.clock.now();
         let sanity = Sanity {
             retention: self.retention,
         };
         let map = self.street.map();
-        let mut batch = BatchWrite::default();
-        let mut told = Vec::new();
         let open = self.devices.mode() == crate::devices::DeviceMode::Open;
         // Devices of this batch's bare heartbeats: (known to the store, new).
         let mut bare_devices = BareDevices::default();
-        for m in messages {
+        let mut committed = Committed::default();
+        let mut chunk = Chunk::default();
+        let mut first = 0;
+        for (i, m) in messages.iter().enumerate() {
+            let mut events = Vec::new();
+            let mut told = Vec::new();
+            let mut rejections = Vec::new();
             // Made once per message, however many of its events are rejected.
             let mut excerpt: Option<Option<Arc<str>>> = None;
             let outcomes = match DeviceId::parse(&m.device) {
@@ -124,7 +150,7 @@ impl Ingestor {
                     other => other,
                 };
                 match outcome.and_then(|e| place(&map, e)) {
-                    Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
+                    Ok((event, bay_id, road_id)) => events.push(EventRecord {
                         event,
                         bay_id,
                         road_id,
@@ -132,7 +158,7 @@ impl Ingestor {
                     }),
                     Err(r) => {
                         told.push((m.device.clone(), r.clone()));
-                        batch.rejections.push(RejectionRecord {
+                        rejections.push(RejectionRecord {
                             device_id: m.device.clone(),
                             rejection: r,
                             payload: excerpt
@@ -143,8 +169,84 @@ impl Ingestor {
                     }
                 }
             }
+            let (mut late, mut newest) = self.late_bays(&mut chunk, &events);
+            if chunk.messages > 0 && chunk.late.len() + late.len() > MAX_REPLAYS_PER_BATCH {
+                let full = std::mem::take(&mut chunk);
+                committed.merge(self.write_chunk(full, &messages[first..i], &map, now)?);
+                first = i;
+                // Judged afresh against the states just committed.
+                (late, newest) = self.late_bays(&mut chunk, &events);
+            }
+            chunk
+                .newest
+                .extend(newest.into_iter().map(|(b, t)| (b, Some(t))));
+            chunk.late.extend(late);
+            chunk.messages += 1;
+            chunk.batch.events.extend(events);
+            chunk.batch.rejections.extend(rejections);
+            chunk.told.extend(told);
         }
+        if chunk.messages > 0 {
+            let c = self.write_chunk(chunk, &messages[first..], &map, now)?;
+            committed.merge(c);
+        }
+        Ok(committed)
+    }
 
+    /// Of a message's events, the bays it would make late that the chunk
+    /// does not count yet, and the newest status event it brings per bay.
+    fn late_bays(
+        &self,
+        chunk: &mut Chunk,
+        events: &[EventRecord],
+    ) -> (Vec<BayId>, HashMap<BayId, DateTime<Utc>>) {
+        let unknown: Vec<&BayId> = events
+            .iter()
+            .filter_map(|e| e.bay_id.as_ref())
+            .filter(|b| !chunk.newest.contains_key(*b))
+            .collect();
+        let states = self.street.states_of(unknown.iter().copied());
+        for bay in unknown {
+            let at = states.get(bay).and_then(|s| s.status_at);
+            chunk.newest.insert(bay.clone(), at);
+        }
+        let mut late = Vec::new();
+        let mut newest: HashMap<BayId, DateTime<Utc>> = HashMap::new();
+        for e in events {
+            let Some(bay) = &e.bay_id else { continue };
+            if !matches!(
+                e.event.kind,
+                EventType::Occupied | EventType::Vacated | EventType::Observed
+            ) {
+                continue;
+            }
+            let at = e.event.observed_at;
+            let known = newest
+                .get(bay)
+                .copied()
+                .or_else(|| chunk.newest.get(bay).copied().flatten());
+            if known.is_some_and(|t| at < t) {
+                if !chunk.late.contains(bay) {
+                    late.push(bay.clone());
+                }
+            } else {
+                newest.insert(bay.clone(), at);
+            }
+        }
+        late.sort();
+        late.dedup();
+        (late, newest)
+    }
+
+    /// Stores one chunk in one transaction and brings the street up to date.
+    fn write_chunk(
+        &self,
+        chunk: Chunk,
+        messages: &[Message],
+        map: &crate::street::StreetMap,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        let Chunk { batch, told, .. } = chunk;
         let touched: Vec<&BayId> = batch
             .events
             .iter()
@@ -172,6 +274,7 @@ impl Ingestor {
         }
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         self.metrics.batch_size.observe(messages.len() as f64);
+        self.metrics.replayed_bays.observe(result.replayed as f64);
         let committed_at = self.clock.now();
         for m in messages {
             let secs = (committed_at - m.received_at)
@@ -203,6 +306,16 @@ impl Ingestor {
             accepted,
             duplicates,
         })
+    }
+}
+
+impl Committed {
+    /// Adds what a later transaction of the same batch changed.
+    fn merge(&mut self, later: Committed) {
+        self.rejections.extend(later.rejections);
+        self.bays.extend(later.bays);
+        self.accepted += later.accepted;
+        self.duplicates += later.duplicates;
     }
 }
 

@@ -62,6 +62,8 @@ pub struct Metrics {
     /// Seconds from a message's arrival to its batch's commit.
     pub commit_latency: Histogram,
     pub store_retries: AtomicU64,
+    /// Bays replayed from history (because of a late event) per transaction.
+    pub replayed_bays: Histogram,
     /// Messages (and their payload bytes) held between the broker and the store.
     queued_messages: AtomicU64,
     queued_bytes: AtomicU64,
@@ -76,6 +78,7 @@ pub struct Metrics {
 const SIZE_BOUNDS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
 ];
+const REPLAY_BOUNDS: &[f64] = &[0.0, 1.0, 4.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 const LATENCY_BOUNDS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
@@ -90,6 +93,7 @@ impl Default for Metrics {
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
+            replayed_bays: Histogram::new(REPLAY_BOUNDS),
             quarantined: AtomicU64::new(0),
             rejection_notices_dropped: AtomicU64::new(0),
             queued_messages: AtomicU64::new(0),
@@ -218,6 +222,11 @@ impl Metrics {
             &mut out,
             "kerbside_ingest_batch_messages",
             "MQTT messages per committed batch.",
+        );
+        self.replayed_bays.render(
+            &mut out,
+            "kerbside_ingest_replayed_bays",
+            "Bays replayed from history per transaction, because of a late event.",
         );
         self.commit_latency.render(
             &mut out,

@@ -55,6 +55,8 @@ pub struct BatchResult {
     pub duplicate: Vec<bool>,
     /// The new state of every bay the batch changed.
     pub states: HashMap<BayId, BayState>,
+    /// How many bays a late event made be replayed from history.
+    pub replayed: usize,
     /// Devices whose `last_seen_ms` this batch wrote, and the value.
     devices_written: Vec<(String, i64)>,
 }
@@ -282,6 +284,7 @@ impl Store {
                 // Bays whose overstays need judging: replayed ones, and those with
                 // a session (before or after this batch) past its limit by now.
                 let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
+                result.replayed = late_from.len();
                 for (bay, t0) in late_from {
                     let prev = result.states.get(bay).cloned();
                     let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
