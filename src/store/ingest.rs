@@ -124,9 +124,9 @@ impl DeviceSeen {
         let written = self.lock();
         seen.into_iter()
             .filter(|(device, ms)| {
-                !written
+                written
                     .get(*device)
-                    .is_some_and(|w| ms - w < DEVICE_SEEN_RESOLUTION_MS)
+                    .is_none_or(|w| ms - w >= DEVICE_SEEN_RESOLUTION_MS)
             })
             .collect()
     }

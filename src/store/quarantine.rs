@@ -22,6 +22,9 @@ pub struct QuarantineRecord {
     pub quarantined_at: DateTime<Utc>,
 }
 
+/// seq, device_id, topic, payload, error, received_at_ms, quarantined_at_ms.
+type QuarantineRow = (i64, String, String, Vec<u8>, String, i64, i64);
+
 impl Store {
     /// Sets a message aside; returns its number.
     pub fn quarantine(&self, rec: &QuarantineRecord) -> Result<i64, StoreError> {
@@ -40,7 +43,7 @@ impl Store {
 
     /// The `limit` messages set aside most recently, newest first.
     pub fn quarantined(&self, limit: i64) -> Result<Vec<QuarantineRecord>, StoreError> {
-        let rows: Vec<(i64, String, String, Vec<u8>, String, i64, i64)> = quarantine::table
+        let rows: Vec<QuarantineRow> = quarantine::table
             .order(quarantine::seq.desc())
             .limit(limit)
             .select((
