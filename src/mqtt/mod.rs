@@ -354,9 +354,12 @@ async fn poll_loop(
 ) {
     let mut backoff = Duration::from_millis(100);
     let mut current = *connection.lock();
+    // Whether a connection was up since the number last changed.
+    let mut live = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                live = true;
                 backoff = Duration::from_millis(100);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -390,9 +393,12 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                {
+                if live {
                     // The connection is gone: no acknowledgement of its
                     // messages may reach the next one (see `Connection`).
+                    // Once per connection, so that publishes queued while
+                    // reconnecting stay queued.
+                    live = false;
                     let mut n = connection.lock();
                     *n += 1;
                     current = *n;
