@@ -18,16 +18,19 @@ use crate::domain::layout::Bay;
 use crate::domain::occupancy::Report;
 use crate::metrics::Metrics;
 use crate::store::{
-    BatchWrite, BayRules, Enforcement, EventRecord, RejectionRecord, RulesByBay, Store, StoreError,
+    BareHeartbeat, BatchWrite, BayRules, Enforcement, EventRecord, QuarantineRecord,
+    RejectionRecord, RulesByBay, Store, StoreError,
 };
 use crate::street::{Placement, Street};
 
 /// One message as it arrived.
 #[derive(Debug, Clone)]
 pub struct Message {
-    /// The device segment of the topic, as sent.
+    /// The device segment of the topic, as sent (an over-long one cut, see
+    /// `mqtt::MAX_DEVICE_SEGMENT`).
     pub device: String,
-    pub payload: Vec<u8>,
+    /// The payload, shared with the packet it arrived in (not copied).
+    pub payload: bytes::Bytes,
     pub received_at: DateTime<Utc>,
 }
 
@@ -67,24 +70,57 @@ pub fn rules_of(bay: &Bay) -> BayRules {
     }
 }
 
-fn payload_excerpt(payload: &[u8]) -> Option<String> {
+/// The payload as text, cut to 4 KiB, if it is text.
+fn payload_excerpt(payload: &[u8]) -> Option<Arc<str>> {
     let text = std::str::from_utf8(payload).ok()?;
-    Some(text.chars().take(4096).collect())
+    let end = text.char_indices().nth(4096).map_or(text.len(), |(i, _)| i);
+    Some(Arc::from(&text[..end]))
+}
+
+/// Most bays whose sessions one transaction replays from history (a late
+/// event makes its bay be replayed and re-judged): a batch whose messages
+/// bring more late bays is stored in several transactions, cut between
+/// messages (a single message, at most 500 events, is never cut), so that
+/// a backlog of late events never holds the writer for long.
+pub const MAX_REPLAYS_PER_BATCH: usize = 64;
+
+/// One transaction's worth of a batch, being gathered.
+#[derive(Default)]
+struct Chunk {
+    batch: BatchWrite,
+    told: Vec<(String, Rejection)>,
+    /// How many messages it holds.
+    messages: usize,
+    /// Bays with a late event in it.
+    late: std::collections::HashSet<BayId>,
+    /// The newest status event per bay, as far as this chunk knows.
+    newest: HashMap<BayId, Option<DateTime<Utc>>>,
 }
 
 impl Ingestor {
     /// Decodes, places and stores a batch of messages (blocking: call it
-    /// off the async runtime). On error nothing was stored and the street is
-    /// unchanged: the caller retries the same batch.
+    /// off the async runtime), in one transaction unless it brings more
+    /// than [`MAX_REPLAYS_PER_BATCH`] late bays. On error the caller
+    /// retries the same batch: what an earlier transaction of it stored
+    /// comes back as duplicates.
     pub fn process(&self, messages: &[Message]) -> Result<Committed, StoreError> {
         let now = self.clock.now();
         let sanity = Sanity {
             retention: self.retention,
         };
         let map = self.street.map();
-        let mut batch = BatchWrite::default();
-        let mut told = Vec::new();
-        for m in messages {
+        let open = self.devices.mode() == crate::devices::DeviceMode::Open;
+        // Devices of this batch's bare heartbeats: (known to the store, new).
+        let mut bare_devices = BareDevices::default();
+        let mut committed = Committed::default();
+        let mut chunk = Chunk::default();
+        let mut first = 0;
+        for (i, m) in messages.iter().enumerate() {
+            let mut events = Vec::new();
+            let mut told = Vec::new();
+            let mut rejections = Vec::new();
+            // Made once per message, however many of its events are rejected.
+            let mut excerpt: Option<Option<Arc<str>>> = None;
             let outcomes = match DeviceId::parse(&m.device) {
                 Ok(device) if !self.devices.admits(&device)? => {
                     decode_payload(&device, &m.payload, now, sanity)
@@ -110,8 +146,14 @@ impl Ingestor {
                 })],
             };
             for (index, outcome) in outcomes.into_iter().enumerate() {
+                let outcome = match outcome {
+                    Ok(e) if open && is_bare_heartbeat(&e) => {
+                        self.admit_bare_heartbeat(e, &mut bare_devices)?
+                    }
+                    other => other,
+                };
                 match outcome.and_then(|e| place(&map, e)) {
-                    Ok((event, bay_id, road_id)) => batch.events.push(EventRecord {
+                    Ok((event, bay_id, road_id)) => events.push(EventRecord {
                         event,
                         bay_id,
                         road_id,
@@ -119,18 +161,96 @@ impl Ingestor {
                     }),
                     Err(r) => {
                         told.push((m.device.clone(), r.clone()));
-                        batch.rejections.push(RejectionRecord {
+                        rejections.push(RejectionRecord {
                             device_id: m.device.clone(),
                             once_key: r.once_key(&m.payload, index),
                             rejection: r,
-                            payload: payload_excerpt(&m.payload),
+                            payload: excerpt
+                                .get_or_insert_with(|| payload_excerpt(&m.payload))
+                                .clone(),
                             received_at: m.received_at,
                         });
                     }
                 }
             }
+            let (mut late, mut newest) = self.late_bays(&mut chunk, &events);
+            if chunk.messages > 0 && chunk.late.len() + late.len() > MAX_REPLAYS_PER_BATCH {
+                let full = std::mem::take(&mut chunk);
+                committed.merge(self.write_chunk(full, &messages[first..i], &map, now)?);
+                first = i;
+                // Judged afresh against the states just committed.
+                (late, newest) = self.late_bays(&mut chunk, &events);
+            }
+            chunk
+                .newest
+                .extend(newest.into_iter().map(|(b, t)| (b, Some(t))));
+            chunk.late.extend(late);
+            chunk.messages += 1;
+            chunk.batch.events.extend(events);
+            chunk.batch.rejections.extend(rejections);
+            chunk.told.extend(told);
         }
+        if chunk.messages > 0 {
+            let c = self.write_chunk(chunk, &messages[first..], &map, now)?;
+            committed.merge(c);
+        }
+        Ok(committed)
+    }
 
+    /// Of a message's events, the bays it would make late that the chunk
+    /// does not count yet, and the newest status event it brings per bay.
+    fn late_bays(
+        &self,
+        chunk: &mut Chunk,
+        events: &[EventRecord],
+    ) -> (Vec<BayId>, HashMap<BayId, DateTime<Utc>>) {
+        let unknown: Vec<&BayId> = events
+            .iter()
+            .filter_map(|e| e.bay_id.as_ref())
+            .filter(|b| !chunk.newest.contains_key(*b))
+            .collect();
+        let states = self.street.states_of(unknown.iter().copied());
+        for bay in unknown {
+            let at = states.get(bay).and_then(|s| s.status_at);
+            chunk.newest.insert(bay.clone(), at);
+        }
+        let mut late = Vec::new();
+        let mut newest: HashMap<BayId, DateTime<Utc>> = HashMap::new();
+        for e in events {
+            let Some(bay) = &e.bay_id else { continue };
+            if !matches!(
+                e.event.kind,
+                EventType::Occupied | EventType::Vacated | EventType::Observed
+            ) {
+                continue;
+            }
+            let at = e.event.observed_at;
+            let known = newest
+                .get(bay)
+                .copied()
+                .or_else(|| chunk.newest.get(bay).copied().flatten());
+            if known.is_some_and(|t| at < t) {
+                if !chunk.late.contains(bay) {
+                    late.push(bay.clone());
+                }
+            } else {
+                newest.insert(bay.clone(), at);
+            }
+        }
+        late.sort();
+        late.dedup();
+        (late, newest)
+    }
+
+    /// Stores one chunk in one transaction and brings the street up to date.
+    fn write_chunk(
+        &self,
+        chunk: Chunk,
+        messages: &[Message],
+        map: &crate::street::StreetMap,
+        now: DateTime<Utc>,
+    ) -> Result<Committed, StoreError> {
+        let Chunk { batch, told, .. } = chunk;
         let touched: Vec<&BayId> = batch
             .events
             .iter()
@@ -158,6 +278,7 @@ impl Ingestor {
         }
         self.metrics.batches.fetch_add(1, Ordering::Relaxed);
         self.metrics.batch_size.observe(messages.len() as f64);
+        self.metrics.replayed_bays.observe(result.replayed as f64);
         let committed_at = self.clock.now();
         for m in messages {
             let secs = (committed_at - m.received_at)
@@ -189,6 +310,87 @@ impl Ingestor {
             accepted,
             duplicates,
         })
+    }
+}
+
+impl Committed {
+    /// Adds what a later transaction of the same batch changed.
+    fn merge(&mut self, later: Committed) {
+        self.rejections.extend(later.rejections);
+        self.bays.extend(later.bays);
+        self.accepted += later.accepted;
+        self.duplicates += later.duplicates;
+    }
+}
+
+impl Ingestor {
+    /// Sets aside a message that cannot be stored (blocking), with the
+    /// store's `error`, and counts it.
+    pub fn quarantine(&self, m: &Message, topic: String, error: String) -> Result<(), StoreError> {
+        self.store.quarantine(&QuarantineRecord {
+            seq: 0,
+            device_id: m.device.clone(),
+            topic,
+            payload: m.payload.to_vec(),
+            error,
+            received_at: m.received_at,
+            quarantined_at: self.clock.now(),
+        })?;
+        self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The devices of a batch's bare heartbeats, so each is looked up once.
+#[derive(Default)]
+struct BareDevices {
+    /// Devices the store has a row for.
+    known: std::collections::HashSet<DeviceId>,
+    /// Devices new to the store, admitted within the cap.
+    new: std::collections::HashSet<DeviceId>,
+}
+
+/// A heartbeat that names neither bay nor position: it tells only that its
+/// device is alive.
+fn is_bare_heartbeat(e: &Event) -> bool {
+    e.kind == EventType::Heartbeat && e.bay_id.is_none() && e.position.is_none()
+}
+
+impl Ingestor {
+    /// On `--devices open`, lets a bare heartbeat through unless it would
+    /// bring in a new device past `store::OPEN_DEVICES_CAP`.
+    fn admit_bare_heartbeat(
+        &self,
+        e: Event,
+        seen: &mut BareDevices,
+    ) -> Result<Result<Event, Rejection>, StoreError> {
+        if seen.known.contains(&e.device_id) || seen.new.contains(&e.device_id) {
+            return Ok(Ok(e));
+        }
+        match self
+            .store
+            .admits_bare_heartbeat(e.device_id.as_str(), seen.new.len())?
+        {
+            BareHeartbeat::Known => {
+                seen.known.insert(e.device_id.clone());
+                return Ok(Ok(e));
+            }
+            BareHeartbeat::New => {
+                seen.new.insert(e.device_id.clone());
+                return Ok(Ok(e));
+            }
+            BareHeartbeat::Refused => {}
+        }
+        Ok(Err(Rejection {
+            event_id: Some(e.event_id.to_string()),
+            reason: Reason::UnknownDevice,
+            detail: format!(
+                "device {} is not known, and past {} devices a heartbeat that names neither \
+                 bay nor position brings in no new one",
+                e.device_id,
+                crate::store::OPEN_DEVICES_CAP
+            ),
+        }))
     }
 }
 

@@ -62,6 +62,15 @@ pub struct Metrics {
     /// Seconds from a message's arrival to its batch's commit.
     pub commit_latency: Histogram,
     pub store_retries: AtomicU64,
+    /// Bays replayed from history (because of a late event) per transaction.
+    pub replayed_bays: Histogram,
+    /// Messages (and their payload bytes) held between the broker and the store.
+    queued_messages: AtomicU64,
+    queued_bytes: AtomicU64,
+    /// Rejection notices not published because too many were waiting.
+    pub rejection_notices_dropped: AtomicU64,
+    /// Messages set aside after failing to store, alone, several times.
+    pub quarantined: AtomicU64,
     /// Completed sweeps (overstays by time, staleness published).
     pub sweeps: AtomicU64,
 }
@@ -69,6 +78,7 @@ pub struct Metrics {
 const SIZE_BOUNDS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
 ];
+const REPLAY_BOUNDS: &[f64] = &[0.0, 1.0, 4.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 const LATENCY_BOUNDS: &[f64] = &[
     0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 ];
@@ -83,6 +93,11 @@ impl Default for Metrics {
             batch_size: Histogram::new(SIZE_BOUNDS),
             commit_latency: Histogram::new(LATENCY_BOUNDS),
             store_retries: AtomicU64::new(0),
+            replayed_bays: Histogram::new(REPLAY_BOUNDS),
+            quarantined: AtomicU64::new(0),
+            rejection_notices_dropped: AtomicU64::new(0),
+            queued_messages: AtomicU64::new(0),
+            queued_bytes: AtomicU64::new(0),
             sweeps: AtomicU64::new(0),
         }
     }
@@ -94,6 +109,18 @@ impl Metrics {
         if let Some(i) = Reason::ALL.iter().position(|r| *r == reason) {
             self.rejected[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Notes messages (and bytes of payload) taken into the ingest queue.
+    pub fn queued(&self, messages: u64, bytes: u64) {
+        self.queued_messages.fetch_add(messages, Ordering::Relaxed);
+        self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Notes messages (and bytes of payload) that left the ingest queue.
+    pub fn dequeued(&self, messages: u64, bytes: u64) {
+        self.queued_messages.fetch_sub(messages, Ordering::Relaxed);
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
     }
 
     /// Rejected events so far, all reasons.
@@ -157,14 +184,49 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "kerbside_quarantined_total",
+            "Messages set aside after failing to store, alone, several times (GET /v1/quarantine).",
+            self.quarantined.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "kerbside_rejection_notices_dropped_total",
+            "Rejections stored but not published to their device, because too many notices were waiting.",
+            self.rejection_notices_dropped.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
             "kerbside_sweeps_total",
             "Sweeps completed (overstays that time alone decides, stale bays).",
             self.sweeps.load(Ordering::Relaxed),
         );
+        for (name, help, v) in [
+            (
+                "kerbside_ingest_queue_messages",
+                "Messages held between the broker and the store.",
+                &self.queued_messages,
+            ),
+            (
+                "kerbside_ingest_queue_bytes",
+                "Payload bytes held between the broker and the store.",
+                &self.queued_bytes,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         self.batch_size.render(
             &mut out,
             "kerbside_ingest_batch_messages",
             "MQTT messages per committed batch.",
+        );
+        self.replayed_bays.render(
+            &mut out,
+            "kerbside_ingest_replayed_bays",
+            "Bays replayed from history per transaction, because of a late event.",
         );
         self.commit_latency.render(
             &mut out,

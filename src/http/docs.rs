@@ -30,6 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::devices::create_device,
         super::devices::list_devices,
         super::devices::revoke_device,
+        super::quarantine::list_quarantine,
     ),
     modifiers(&BearerAuth),
     tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"))

@@ -22,6 +22,7 @@ pub mod problem;
 #[cfg(test)]
 mod props;
 pub mod public;
+mod quarantine;
 mod roads;
 mod sessions;
 mod violations;
@@ -87,7 +88,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(violations::dismiss)
             .service(devices::create_device)
             .service(devices::list_devices)
-            .service(devices::revoke_device),
+            .service(devices::revoke_device)
+            .service(quarantine::list_quarantine),
     )
     .default_service(web::to(not_found));
 }

@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! broker -> event loop task -> channel -> batcher -> Ingestor::process (one transaction)
-//!           (only polls)                                 -> acks, in arrival order
-//!                                                        -> retained bay states, rejections
+//!           (only polls;        (bounded                 -> outbox: acks, in arrival order,
+//!            waits when the      in messages               retained bay states, rejections
+//!            budget is spent)    and bytes)
 //! ```
 //!
 //! The event loop task only polls the connection and forwards each publish;
@@ -17,17 +18,17 @@
 //! the device registry.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
 use serde::Serialize;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::BayStatus;
-use crate::ingest::{Ingestor, Message};
+use crate::ingest::{Committed, Ingestor, Message};
 use crate::street::StreetMap;
 
 pub mod broker;
@@ -43,6 +44,21 @@ pub const MAX_BATCH_MESSAGES: usize = 1000;
 /// them: the window the ingest client announces, and the one
 /// `kerbside mosquitto-conf` gives Mosquitto.
 pub const INFLIGHT_MESSAGES: u16 = 1000;
+/// Most messages kerbside holds between the broker and the store: queued
+/// for the batcher, or in the batch being stored.
+pub const QUEUE_MESSAGES: usize = 10_000;
+/// Most payload bytes kerbside holds between the broker and the store (a
+/// message larger than this alone is let through alone).
+pub const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Longest device segment of a topic kept as sent, characters: a longer
+/// one (no device id is longer than 64) is cut to this and marked with
+/// `…`, so that a stranger's topic costs little to store, and no
+/// rejection is published to it (no device can hold that id).
+pub const MAX_DEVICE_SEGMENT: usize = 64;
+/// Most rejection notices waiting in the outbox; past it, notices are not
+/// published (the rejections are stored all the same) and are counted in
+/// `kerbside_rejection_notices_dropped_total`.
+pub const MAX_PENDING_NOTICES: usize = 10_000;
 /// Largest packet the client accepts from the broker, bytes. Larger
 /// payloads than the 256 KiB event limit still arrive, to be rejected with
 /// a reason; cap message size at the broker above this.
@@ -158,9 +174,124 @@ impl MqttLink {
     }
 }
 
+/// A message on its way to the store: the payload once (shared with the
+/// packet it came in), what its acknowledgement needs, and its share of
+/// the queue's budget, given back when it is dropped.
 struct Delivery {
-    publish: Publish,
+    ack: AckTag,
     message: Message,
+    held: Held,
+}
+
+/// What acknowledging a message takes: its packet id and QoS, and the
+/// connection it came in on (a packet id means nothing on another).
+#[derive(Debug, Clone, Copy)]
+struct AckTag {
+    pkid: u16,
+    qos: QoS,
+    connection: u64,
+}
+
+/// The number of the broker connection, for acknowledgements: it changes
+/// the moment a connection is lost, and an acknowledgement is sent only
+/// on the connection its message came in on.
+///
+/// After a reconnect the broker either resumed the session, and then it
+/// redelivers every unacknowledged message with its packet id, or it lost
+/// it, and then packet ids start again and an old acknowledgement would
+/// acknowledge someone else's message. In both cases dropping the old
+/// acknowledgement is right: the redelivery is stored as a duplicate and
+/// acknowledged on the new connection. The check and the hand-over to
+/// rumqttc happen under the lock that the poll task takes to change the
+/// number and drop the acknowledgements still queued in rumqttc
+/// (`EventLoop::clean`), so none slips through.
+#[derive(Clone, Default)]
+struct Connection(Arc<std::sync::Mutex<u64>>);
+
+impl Connection {
+    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AckTag {
+    /// A publish with nothing but the fields an acknowledgement reads.
+    fn as_publish(self) -> Publish {
+        let mut p = Publish::new("", self.qos, Vec::new());
+        p.pkid = self.pkid;
+        p
+    }
+}
+
+/// The budget of what ingest holds between the broker and the store, in
+/// messages ([`QUEUE_MESSAGES`]) and payload bytes ([`QUEUE_BYTES`]), for
+/// QoS 0 as for QoS 1.
+///
+/// The poll task takes a message's share before it polls on; when the
+/// budget is spent it waits, so it reads nothing more from the socket and
+/// the broker holds what waits (back-pressure on the connection, not
+/// kerbside's memory). This cannot deadlock: the share is given back when
+/// the batcher has stored the batch, and the batcher waits only on the
+/// store and on this queue, never on the broker link; acknowledgements and
+/// publishes wait on the link in a task of their own (`outbox_loop`),
+/// which the poll task serves again as soon as the batcher frees a share.
+/// While the poll task waits no keep-alive goes out: a store stalled for
+/// longer than 1.5 keep-alive periods (45 s) gets the link dropped and
+/// re-established, and the broker redelivers whatever was not acknowledged.
+#[derive(Clone)]
+struct Budget {
+    messages: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// A message's share of the [`Budget`]; given back on drop.
+struct Held {
+    _message: OwnedSemaphorePermit,
+    _bytes: OwnedSemaphorePermit,
+    len: u64,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Budget {
+    fn new(metrics: Arc<crate::metrics::Metrics>) -> Budget {
+        Budget {
+            messages: Arc::new(Semaphore::new(QUEUE_MESSAGES)),
+            bytes: Arc::new(Semaphore::new(QUEUE_BYTES)),
+            metrics,
+        }
+    }
+
+    /// Waits until a payload of `len` bytes fits, and takes its share.
+    async fn take(&self, len: usize) -> Held {
+        let cost = len.clamp(1, QUEUE_BYTES) as u32;
+        // The semaphores are never closed.
+        let message = self.messages.clone().acquire_owned().await;
+        let bytes = self.bytes.clone().acquire_many_owned(cost).await;
+        let (Ok(message), Ok(bytes)) = (message, bytes) else {
+            unreachable!("the queue budget is never closed")
+        };
+        self.metrics.queued(1, len as u64);
+        Held {
+            _message: message,
+            _bytes: bytes,
+            len: len as u64,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.metrics.dequeued(1, self.len);
+    }
+}
+
+/// What the outbox sends after a batch is stored: acknowledgements, in
+/// arrival order, then rejections and bay states.
+struct Outgoing {
+    acks: Vec<AckTag>,
+    committed: Vec<Committed>,
 }
 
 /// Connects to the broker and starts the event loop, batcher and sweep
@@ -179,9 +310,12 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
     }
     let (client, eventloop) = AsyncClient::new(options, 65_536);
     let connected = Arc::new(AtomicBool::new(false));
-    // Unbounded, so that the event loop never waits: for QoS 1 the broker's
-    // in-flight window (unacknowledged messages) bounds what can queue here.
+    // Unbounded, but what it can hold is bounded by the budget that the
+    // poll task takes before it sends.
     let (tx, rx) = mpsc::unbounded_channel();
+    let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+    let budget = Budget::new(ingestor.metrics.clone());
+    let connection = Connection::default();
     let publisher = Arc::new(Publisher {
         client: client.clone(),
         last: Mutex::new(HashMap::new()),
@@ -193,8 +327,20 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         tx,
         connected.clone(),
         ingestor.clone(),
+        budget,
+        connection.clone(),
     ));
-    tokio::spawn(batch_loop(rx, client, ingestor.clone(), publisher.clone()));
+    // Rejection notices handed to the outbox and not yet published.
+    let notices = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(batch_loop(rx, ingestor.clone(), outbox_tx, notices.clone()));
+    tokio::spawn(outbox_loop(
+        outbox_rx,
+        client,
+        connection,
+        ingestor.clone(),
+        publisher.clone(),
+        notices,
+    ));
     tokio::spawn(sweep_loop(config.sweep_every, ingestor, publisher));
     MqttLink { connected }
 }
@@ -205,11 +351,17 @@ async fn poll_loop(
     tx: mpsc::UnboundedSender<Delivery>,
     connected: Arc<AtomicBool>,
     ingestor: Ingestor,
+    budget: Budget,
+    connection: Connection,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut current = *connection.lock();
+    // Whether a connection was up since the number last changed.
+    let mut live = false;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                live = true;
                 backoff = Duration::from_millis(100);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -224,20 +376,36 @@ async fn poll_loop(
                 connected.store(true, Ordering::Relaxed);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let device = topics::device_of_events_topic(&publish.topic)
-                    .unwrap_or(&publish.topic)
-                    .to_owned();
+                // Waits while the budget is spent: see `Budget`.
+                let held = budget.take(publish.payload.len()).await;
+                let device = device_segment(&publish.topic);
+                let ack = AckTag {
+                    pkid: publish.pkid,
+                    qos: publish.qos,
+                    connection: current,
+                };
                 let message = Message {
                     device,
-                    payload: publish.payload.to_vec(),
+                    payload: publish.payload,
                     received_at: ingestor.clock.now(),
                 };
-                if tx.send(Delivery { publish, message }).is_err() {
+                if tx.send(Delivery { ack, message, held }).is_err() {
                     return;
                 }
             }
             Ok(_) => {}
             Err(e) => {
+                if live {
+                    // The connection is gone: no acknowledgement of its
+                    // messages may reach the next one (see `Connection`).
+                    // Once per connection, so that publishes queued while
+                    // reconnecting stay queued.
+                    live = false;
+                    let mut n = connection.lock();
+                    *n += 1;
+                    current = *n;
+                    eventloop.clean();
+                }
                 if connected.swap(false, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "lost the MQTT broker; reconnecting");
                 } else {
@@ -252,9 +420,9 @@ async fn poll_loop(
 
 async fn batch_loop(
     mut rx: mpsc::UnboundedReceiver<Delivery>,
-    client: AsyncClient,
     ingestor: Ingestor,
-    publisher: Arc<Publisher>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
+    notices: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -264,45 +432,193 @@ async fn batch_loop(
                 Err(_) => break,
             }
         }
-        let (publishes, messages): (Vec<Publish>, Vec<Message>) =
-            batch.into_iter().map(|d| (d.publish, d.message)).unzip();
-        let messages = Arc::new(messages);
-        let mut backoff = Duration::from_millis(50);
-        let committed = loop {
-            let ing = ingestor.clone();
-            let msgs = messages.clone();
-            match tokio::task::spawn_blocking(move || ing.process(&msgs)).await {
-                Ok(Ok(c)) => break c,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, messages = messages.len(), "cannot store a batch; retrying");
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut messages = Vec::with_capacity(batch.len());
+        let mut held = Vec::with_capacity(batch.len());
+        for d in batch {
+            acks.push(d.ack);
+            messages.push(d.message);
+            held.push(d.held);
+        }
+        let mut committed = store_batch(&ingestor, Arc::new(messages)).await;
+        // Stored: the payloads are gone, and their share of the queue with them.
+        drop(held);
+        for c in &mut committed {
+            c.rejections.retain(|(device, _)| !is_cut(device));
+            let room = MAX_PENDING_NOTICES.saturating_sub(notices.load(Ordering::Relaxed));
+            if c.rejections.len() > room {
+                let dropped = (c.rejections.len() - room) as u64;
+                c.rejections.truncate(room);
+                ingestor
+                    .metrics
+                    .rejection_notices_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
+            notices.fetch_add(c.rejections.len(), Ordering::Relaxed);
+        }
+        if outbox.send(Outgoing { acks, committed }).is_err() {
+            return;
+        }
+    }
+}
+
+/// The device segment of an events topic (or the whole topic, if it is
+/// not one), cut to [`MAX_DEVICE_SEGMENT`] characters and marked if longer.
+fn device_segment(topic: &str) -> String {
+    let segment = topics::device_of_events_topic(topic).unwrap_or(topic);
+    match segment.char_indices().nth(MAX_DEVICE_SEGMENT) {
+        Some((end, _)) => format!("{}…", &segment[..end]),
+        None => segment.to_owned(),
+    }
+}
+
+/// Whether a device segment was cut (see [`device_segment`]).
+fn is_cut(device: &str) -> bool {
+    device.chars().count() > MAX_DEVICE_SEGMENT
+}
+
+/// Sends what each stored batch owes the broker: acknowledgements first,
+/// in arrival order (the batch is committed or quarantined, so now and
+/// only now), then rejections and retained bay states. A task of its own,
+/// so that waiting on the link never holds up the batcher (see `Budget`).
+async fn outbox_loop(
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    client: AsyncClient,
+    connection: Connection,
+    ingestor: Ingestor,
+    publisher: Arc<Publisher>,
+    notices: Arc<AtomicUsize>,
+) {
+    while let Some(out) = rx.recv().await {
+        for a in &out.acks {
+            ack(&client, &connection, *a).await;
+        }
+        for c in &out.committed {
+            for (device, r) in &c.rejections {
+                let body = RejectionMessage {
+                    event_id: r.event_id.as_deref(),
+                    reason: r.reason.as_str(),
+                    detail: &r.detail,
+                };
+                publisher
+                    .send(topics::rejections(device), false, &body)
+                    .await;
+                notices.fetch_sub(1, Ordering::Relaxed);
+            }
+            let bays = c.bays.iter().map(|(b, r, _)| (b, r));
+            publisher.publish_changes(&ingestor, bays).await;
+        }
+    }
+}
+
+/// Acknowledges a message if the connection it came in on is still the
+/// current one; otherwise drops the acknowledgement (see [`Connection`]).
+async fn ack(client: &AsyncClient, connection: &Connection, tag: AckTag) {
+    let publish = tag.as_publish();
+    loop {
+        {
+            let current = connection.lock();
+            if *current != tag.connection {
+                tracing::debug!(
+                    pkid = tag.pkid,
+                    "dropped the acknowledgement of a message from an earlier connection"
+                );
+                return;
+            }
+            match client.try_ack(&publish) {
+                Ok(()) => return,
+                Err(rumqttc::ClientError::TryRequest(_)) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
+                    return;
                 }
-                Err(e) => tracing::error!(error = %e, "the batch task failed; retrying"),
-            }
-            ingestor
-                .metrics
-                .store_retries
-                .fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        };
-        // Committed: now, and only now, acknowledge, in arrival order.
-        for p in &publishes {
-            if let Err(e) = client.ack(p).await {
-                tracing::warn!(error = %e, "cannot acknowledge a message; the broker will redeliver it");
             }
         }
-        for (device, r) in &committed.rejections {
-            let body = RejectionMessage {
-                event_id: r.event_id.as_deref(),
-                reason: r.reason.as_str(),
-                detail: &r.detail,
+        // rumqttc's request queue is full: the poll task is draining it.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Failures in a row, for a reason that is not transient, after which a
+/// batch is split into its messages, and a message alone is quarantined.
+pub const POISON_TRIES: u32 = 3;
+
+/// Stores a batch (on the blocking pool) and returns what each commit
+/// changed. A store that is down, busy or full is waited for, without end:
+/// nothing is acknowledged before it is stored. A batch that fails
+/// [`POISON_TRIES`] times in a row otherwise (a poison message, or a bug)
+/// is stored message by message, and a message that fails as often alone
+/// is quarantined: set aside whole in the store, so that it can be
+/// acknowledged and ingest goes on.
+async fn store_batch(ingestor: &Ingestor, messages: Arc<Vec<Message>>) -> Vec<Committed> {
+    let error = match store_retrying(ingestor, &messages, 0..messages.len()).await {
+        Ok(c) => return vec![c],
+        Err(error) => error,
+    };
+    if messages.len() == 1 {
+        quarantine(ingestor, &messages[0], &error).await;
+        return Vec::new();
+    }
+    tracing::warn!(%error, messages = messages.len(), "a batch keeps failing; storing its messages one by one");
+    let mut committed = Vec::new();
+    for i in 0..messages.len() {
+        match store_retrying(ingestor, &messages, i..i + 1).await {
+            Ok(c) => committed.push(c),
+            Err(error) => quarantine(ingestor, &messages[i], &error).await,
+        }
+    }
+    committed
+}
+
+/// Stores `messages[range]` in one transaction, retrying with a backoff;
+/// gives up with the last error only after [`POISON_TRIES`] failures in a
+/// row that are not transient.
+async fn store_retrying(
+    ingestor: &Ingestor,
+    messages: &Arc<Vec<Message>>,
+    range: std::ops::Range<usize>,
+) -> Result<Committed, String> {
+    let mut backoff = Duration::from_millis(50);
+    let mut failures = 0;
+    loop {
+        let (ing, msgs, r) = (ingestor.clone(), messages.clone(), range.clone());
+        let (error, transient) =
+            match tokio::task::spawn_blocking(move || ing.process(&msgs[r])).await {
+                Ok(Ok(c)) => return Ok(c),
+                Ok(Err(e)) => (e.to_string(), e.is_transient()),
+                // A panic while processing is the batch's doing, as a poison message's.
+                Err(e) => (format!("the batch task failed: {e}"), false),
             };
-            publisher
-                .send(topics::rejections(device), false, &body)
-                .await;
+        tracing::error!(%error, transient, messages = range.len(), "cannot store a batch; retrying");
+        failures = if transient { 0 } else { failures + 1 };
+        if failures >= POISON_TRIES {
+            return Err(error);
         }
-        let bays = committed.bays.iter().map(|(b, r, _)| (b, r));
-        publisher.publish_changes(&ingestor, bays).await;
+        ingestor
+            .metrics
+            .store_retries
+            .fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Sets a message aside in the store, retrying until the store has it.
+async fn quarantine(ingestor: &Ingestor, message: &Message, error: &str) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let (ing, m, e) = (ingestor.clone(), message.clone(), error.to_owned());
+        let topic = topics::events(&m.device);
+        match tokio::task::spawn_blocking(move || ing.quarantine(&m, topic, e)).await {
+            Ok(Ok(())) => {
+                tracing::error!(device = %message.device, %error, "quarantined a message that cannot be stored");
+                return;
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot quarantine a message; retrying"),
+            Err(e) => tracing::error!(error = %e, "the quarantine task failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -36,8 +36,9 @@ pub struct RejectionRecord {
     /// The device named in the topic (as sent, even if invalid).
     pub device_id: String,
     pub rejection: Rejection,
-    /// The payload, when it is text (cut to 4 KiB), for diagnosis.
-    pub payload: Option<String>,
+    /// The payload, when it is text (cut to 4 KiB), for diagnosis: one
+    /// excerpt per message, shared by all of its rejections.
+    pub payload: Option<std::sync::Arc<str>>,
     /// [`Rejection::once_key`]: with the device, stores the rejection at
     /// most once however often its message is redelivered.
     pub once_key: String,
@@ -58,6 +59,8 @@ pub struct BatchResult {
     pub duplicate: Vec<bool>,
     /// The new state of every bay the batch changed.
     pub states: HashMap<BayId, BayState>,
+    /// How many bays a late event made be replayed from history.
+    pub replayed: usize,
     /// Devices whose `last_seen_ms` this batch wrote, and the value.
     devices_written: Vec<(String, i64)>,
 }
@@ -79,6 +82,77 @@ const STATUS_TYPES: [&str; 3] = ["occupied", "vacated", "observed"];
 
 /// A device's `last_seen_ms` is kept to this resolution (one minute).
 const DEVICE_SEEN_RESOLUTION_MS: i64 = 60_000;
+
+/// Most devices whose last write [`DeviceSeen`] remembers. Past it, those
+/// not written within the last minute are forgotten (their next event
+/// writes again), and if that is not enough, all are: more devices than
+/// this heard within a minute cost a write each per batch, not memory.
+pub const DEVICE_SEEN_CAPACITY: usize = 50_000;
+
+/// What the store remembers of devices between batches.
+#[derive(Debug, Default)]
+pub(crate) struct DeviceSeen {
+    /// Device id to the `last_seen_ms` last written for it.
+    written: std::sync::Mutex<HashMap<String, i64>>,
+    /// Whether the `devices` table is known to hold at least
+    /// [`OPEN_DEVICES_CAP`] rows (rows are never deleted).
+    open_full: std::sync::atomic::AtomicBool,
+}
+
+/// What [`Store::admits_bare_heartbeat`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BareHeartbeat {
+    /// The device has a row already.
+    Known,
+    /// A new device, within the cap.
+    New,
+    /// A new device past the cap.
+    Refused,
+}
+
+/// On `--devices open`, how many devices may have a row before a
+/// heartbeat that names neither bay nor position may no longer bring in
+/// a new one (it is rejected `unknown_device`): such a heartbeat says
+/// nothing about the street, so a stream of made-up device ids must not
+/// grow the table without end. Registered devices are not capped.
+pub const OPEN_DEVICES_CAP: i64 = 10_000;
+
+impl DeviceSeen {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.written.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Of the batch's devices (with their newest receive time), those whose
+    /// `last_seen_ms` is due to be written.
+    fn due<'a>(&self, seen: HashMap<&'a str, i64>) -> Vec<(&'a str, i64)> {
+        let written = self.lock();
+        seen.into_iter()
+            .filter(|(device, ms)| {
+                written
+                    .get(*device)
+                    .is_none_or(|w| ms - w >= DEVICE_SEEN_RESOLUTION_MS)
+            })
+            .collect()
+    }
+
+    /// Remembers committed writes, keeping within [`DEVICE_SEEN_CAPACITY`].
+    fn remember(&self, writes: &[(String, i64)]) {
+        let mut written = self.lock();
+        if written.len() + writes.len() > DEVICE_SEEN_CAPACITY {
+            let newest = writes.iter().map(|w| w.1).max().unwrap_or(i64::MIN);
+            written.retain(|_, w| newest.saturating_sub(*w) < DEVICE_SEEN_RESOLUTION_MS);
+            if written.len() + writes.len() > DEVICE_SEEN_CAPACITY {
+                written.clear();
+            }
+        }
+        written.extend(writes.iter().take(DEVICE_SEEN_CAPACITY).cloned());
+    }
+
+    /// How many devices are remembered.
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
 
 #[derive(Insertable)]
 #[diesel(table_name = events)]
@@ -130,10 +204,18 @@ impl Store {
         enf: Enforcement,
         now: DateTime<Utc>,
     ) -> Result<BatchResult, StoreError> {
+        // Only the batch's devices are looked up in what is remembered.
+        let mut seen_devices: HashMap<&str, i64> = HashMap::new();
+        for rec in &batch.events {
+            let seen = seen_devices
+                .entry(rec.event.device_id.as_str())
+                .or_insert(i64::MIN);
+            *seen = (*seen).max(to_ms(rec.received_at));
+        }
+        let due = self.device_seen.due(seen_devices);
         self.conn()?
             .immediate_transaction(|conn| {
                 let mut result = BatchResult::default();
-                let mut seen_devices: HashMap<&str, i64> = HashMap::new();
                 let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
                 // One single-row statement per event: diesel caches it prepared,
                 // which beats preparing a large multi-row statement per batch.
@@ -152,8 +234,6 @@ impl Store {
                     let e = &rec.event;
                     let duplicate = !fresh.contains(&i);
                     result.duplicate.push(duplicate);
-                    let seen = seen_devices.entry(e.device_id.as_str()).or_insert(i64::MIN);
-                    *seen = (*seen).max(to_ms(rec.received_at));
                     if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
                         by_bay.push((bay, road.as_str(), e));
                     }
@@ -173,19 +253,7 @@ impl Store {
                         .do_nothing()
                         .execute(conn)?;
                 }
-                let written = self
-                    .device_seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                for (device, seen_ms) in &seen_devices {
-                    let (device, seen_ms) = (*device, *seen_ms);
-                    if written
-                        .get(device)
-                        .is_some_and(|w| seen_ms - w < DEVICE_SEEN_RESOLUTION_MS)
-                    {
-                        continue;
-                    }
+                for (device, seen_ms) in due {
                     result.devices_written.push((device.to_owned(), seen_ms));
                     diesel::insert_into(devices::table)
                         .values((
@@ -223,6 +291,7 @@ impl Store {
                 // Bays whose overstays need judging: replayed ones, and those with
                 // a session (before or after this batch) past its limit by now.
                 let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
+                result.replayed = late_from.len();
                 for (bay, t0) in late_from {
                     let prev = result.states.get(bay).cloned();
                     let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
@@ -280,8 +349,7 @@ impl Store {
             })
             .inspect(|result: &BatchResult| {
                 // Committed: remember what was written.
-                let mut seen = self.device_seen.lock().unwrap_or_else(|e| e.into_inner());
-                seen.extend(result.devices_written.iter().cloned());
+                self.device_seen.remember(&result.devices_written);
             })
     }
 }
@@ -459,6 +527,50 @@ fn replay_bay(
 }
 
 impl Store {
+    /// Whether a heartbeat naming neither bay nor position from `device`
+    /// may be stored on `--devices open`: yes for a device with a row, and
+    /// for a new one while fewer than [`OPEN_DEVICES_CAP`] devices have
+    /// rows, counting `newcomers` admitted earlier in the same batch.
+    pub fn admits_bare_heartbeat(
+        &self,
+        device: &str,
+        newcomers: usize,
+    ) -> Result<BareHeartbeat, StoreError> {
+        if self.device_seen.lock().contains_key(device) {
+            return Ok(BareHeartbeat::Known);
+        }
+        let mut conn = self.conn()?;
+        let known: i64 = devices::table
+            .filter(devices::device_id.eq(device))
+            .count()
+            .get_result(&mut conn)?;
+        if known > 0 {
+            return Ok(BareHeartbeat::Known);
+        }
+        let full = &self.device_seen.open_full;
+        if !full.load(std::sync::atomic::Ordering::Relaxed) {
+            let rows: i64 = devices::table.count().get_result(&mut conn)?;
+            if rows + (newcomers as i64) < OPEN_DEVICES_CAP {
+                return Ok(BareHeartbeat::New);
+            }
+            if rows >= OPEN_DEVICES_CAP {
+                full.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        Ok(BareHeartbeat::Refused)
+    }
+
+    /// How many devices have a row (any device whose event was stored).
+    pub fn device_count(&self) -> Result<i64, StoreError> {
+        Ok(devices::table.count().get_result(&mut self.conn()?)?)
+    }
+
+    /// How many devices the last-seen cache remembers (at most
+    /// [`DEVICE_SEEN_CAPACITY`]).
+    pub fn device_seen_len(&self) -> usize {
+        self.device_seen.len()
+    }
+
     /// How many distinct events are stored.
     pub fn event_count(&self) -> Result<i64, StoreError> {
         Ok(events::table.count().get_result(&mut self.conn()?)?)
@@ -491,7 +603,7 @@ mod tests {
             device_id: "s-1".into(),
             once_key: rejection.once_key(payload, index),
             rejection,
-            payload: std::str::from_utf8(payload).ok().map(str::to_owned),
+            payload: std::str::from_utf8(payload).ok().map(std::sync::Arc::from),
             received_at: Utc::now(),
         }
     }
@@ -573,5 +685,59 @@ mod tests {
             3,
             "the redelivery adds none"
         );
+    }
+
+    use crate::domain::ids::{DeviceId, EventId};
+
+    fn heartbeat(device: &str, at: DateTime<Utc>) -> EventRecord {
+        EventRecord {
+            event: Event {
+                device_id: DeviceId::parse(device).unwrap(),
+                event_id: EventId::parse("hb").unwrap(),
+                kind: EventType::Heartbeat,
+                observed_at: at,
+                bay_id: None,
+                position: None,
+                plate: None,
+                category: None,
+                note: None,
+            },
+            bay_id: None,
+            road_id: None,
+            received_at: at,
+        }
+    }
+
+    #[test]
+    fn the_last_seen_cache_stays_within_its_capacity() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = Store::open(&url).unwrap();
+        let now = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 27, 2, 0, 0).unwrap();
+        let enf = Enforcement {
+            tz: chrono_tz::Asia::Shanghai,
+            grace: Duration::zero(),
+            staleness: Duration::minutes(30),
+        };
+        // More devices than the cache holds, all heard within a minute.
+        let mut n = 0;
+        while n < DEVICE_SEEN_CAPACITY + 2_000 {
+            let batch = BatchWrite {
+                events: (n..n + 1_000)
+                    .map(|i| heartbeat(&format!("d-{i}"), now))
+                    .collect(),
+                rejections: Vec::new(),
+            };
+            store
+                .write_batch(&batch, &HashMap::new(), &RulesByBay::default(), enf, now)
+                .unwrap();
+            n += 1_000;
+            assert!(
+                store.device_seen_len() <= DEVICE_SEEN_CAPACITY,
+                "the cache holds {} devices",
+                store.device_seen_len()
+            );
+        }
+        assert_eq!(store.device_count().unwrap(), n as i64);
     }
 }

@@ -19,6 +19,7 @@ mod devices;
 mod ingest;
 mod layouts;
 mod privacy;
+mod quarantine;
 pub mod schema;
 mod sessions;
 mod states;
@@ -26,9 +27,13 @@ mod tokens;
 mod violations;
 
 pub use devices::DeviceRecord;
-pub use ingest::{BatchResult, BatchWrite, EventRecord, RejectionRecord};
+pub use ingest::{
+    BareHeartbeat, BatchResult, BatchWrite, DEVICE_SEEN_CAPACITY, EventRecord, OPEN_DEVICES_CAP,
+    RejectionRecord,
+};
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use privacy::Erased;
+pub use quarantine::QuarantineRecord;
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{
@@ -60,13 +65,40 @@ pub enum StoreError {
     BayOnOtherRoad { bay_id: String, owner: String },
 }
 
+impl StoreError {
+    /// Whether the failure may pass by itself (the database busy, locked,
+    /// full or failing, no connection), rather than being caused by what
+    /// was written. Ingest never quarantines a message for such a failure.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) | StoreError::Open { .. } => true,
+            StoreError::Query(e) => {
+                let text = e.to_string().to_lowercase();
+                [
+                    "locked",
+                    "busy",
+                    "full",
+                    "i/o",
+                    "readonly",
+                    "unable to open",
+                ]
+                .iter()
+                .any(|t| text.contains(t))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A handle on the database: a connection pool; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool<ConnectionManager<SqliteConnection>>,
     /// When each device's `last_seen_ms` was last written, so that a busy
-    /// device costs one write a minute, not one a batch.
-    device_seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
+    /// device costs one write a minute, not one a batch (bounded).
+    device_seen: std::sync::Arc<ingest::DeviceSeen>,
+    /// The write-ahead log's file (`PATH-wal`), whose size the checkpointer watches.
+    wal_path: std::sync::Arc<std::path::Path>,
 }
 
 #[derive(Debug)]
@@ -75,8 +107,47 @@ struct SqlitePragmas;
 impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(SQLITE_PRAGMAS)
+            .and_then(|()| conn.batch_execute(&wal_pragmas()))
             .map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+/// The size past which the write-ahead log is checkpointed in full and
+/// truncated, bytes (64 MiB).
+///
+/// A passive checkpoint copies pages but never restarts the log while a
+/// writer keeps appending and readers keep older snapshots open, so under
+/// a station's steady load the WAL would grow until the disk is full.
+/// Past this size [`Store::checkpoint`] takes a TRUNCATE checkpoint, which
+/// waits (up to the busy timeout) for the writer to finish and for readers
+/// to move to the newest snapshot, holding new writers meanwhile. The WAL
+/// therefore stays under this size plus what ingest writes while one
+/// checkpoint copies pages and waits (`cargo bench --bench soak`, 1,000
+/// events/s for 6 minutes, about 3.8 MiB of WAL a second: at most 91 MiB).
+/// The same figure is SQLite's `journal_size_limit`, so a log restarted by
+/// a writer is cut back to it too.
+pub const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn wal_pragmas() -> String {
+    format!("PRAGMA journal_size_limit = {WAL_LIMIT_BYTES};")
+}
+
+/// What one [`Store::checkpoint`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalCheckpoint {
+    /// The WAL's size before, bytes.
+    pub wal_bytes_before: u64,
+    /// Whether the size passed the limit, so the log was truncated.
+    pub truncated: bool,
+    /// Whether SQLite could not finish the checkpoint (a reader or the
+    /// writer outlasted the busy timeout); the next one tries again.
+    pub busy: bool,
+}
+
+#[derive(QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
 }
 
 /// WAL lets readers run beside the one writer. FULL sync makes every commit
@@ -121,6 +192,7 @@ impl Store {
         // message, where the pool would retry until its timeout.
         let mut conn = SqliteConnection::establish(path).map_err(|e| open_err(e.to_string()))?;
         conn.batch_execute(SQLITE_PRAGMAS)
+            .and_then(|()| conn.batch_execute(&wal_pragmas()))
             .map_err(|e| open_err(e.to_string()))?;
         conn.run_pending_migrations(SQLITE_MIGRATIONS)
             .map_err(|e| StoreError::Migration(e.to_string()))?;
@@ -136,6 +208,7 @@ impl Store {
         Ok(Store {
             pool,
             device_seen: Default::default(),
+            wal_path: std::path::PathBuf::from(format!("{path}-wal")).into(),
         })
     }
 
@@ -153,9 +226,9 @@ impl Store {
         }
     }
 
-    /// Copies the write-ahead log into the database every `every`, on a
-    /// thread of its own, so that no ingest commit pays for a checkpoint.
-    /// A passive checkpoint never blocks readers or the writer.
+    /// Checkpoints the write-ahead log every `every`, on a thread of its
+    /// own, so that no ingest commit pays for a checkpoint, and keeps the
+    /// log near [`WAL_LIMIT_BYTES`] (see [`Store::checkpoint`]).
     pub fn spawn_checkpointer(&self, every: Duration) {
         let store = self.clone();
         let spawned = std::thread::Builder::new()
@@ -163,17 +236,50 @@ impl Store {
             .spawn(move || {
                 loop {
                     std::thread::sleep(every);
-                    let result = store
-                        .conn()
-                        .and_then(|mut c| Ok(c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?));
-                    if let Err(e) = result {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+                    match store.checkpoint(WAL_LIMIT_BYTES) {
+                        Ok(c) if c.truncated && c.busy => tracing::warn!(
+                            wal_bytes = c.wal_bytes_before,
+                            "the WAL is past its limit and a reader or writer kept it from \
+                             being truncated; will retry"
+                        ),
+                        Ok(c) if c.truncated => {
+                            tracing::info!(wal_bytes = c.wal_bytes_before, "WAL truncated")
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
                     }
                 }
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the WAL checkpoint thread");
         }
+    }
+
+    /// One checkpoint (blocking): a passive one, which never waits; then,
+    /// if the log is larger than `wal_limit_bytes`, a TRUNCATE one, which
+    /// waits up to the busy timeout for readers and the writer, holds new
+    /// writers meanwhile, and leaves the log empty.
+    pub fn checkpoint(&self, wal_limit_bytes: u64) -> Result<WalCheckpoint, StoreError> {
+        let mut c = self.conn()?;
+        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+        let wal_bytes_before = self.wal_bytes();
+        let mut done = WalCheckpoint {
+            wal_bytes_before,
+            truncated: false,
+            busy: false,
+        };
+        if wal_bytes_before > wal_limit_bytes {
+            let row: CheckpointRow =
+                diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result(&mut c)?;
+            done.truncated = true;
+            done.busy = row.busy != 0;
+        }
+        Ok(done)
+    }
+
+    /// The write-ahead log's size on disk, bytes (0 when there is none).
+    pub fn wal_bytes(&self) -> u64 {
+        std::fs::metadata(&self.wal_path).map_or(0, |m| m.len())
     }
 
     /// Checks that the database answers a trivial query.
@@ -227,5 +333,94 @@ mod tests {
                 .starts_with("cannot open the database /nonexistent-dir/k.db"),
             "{err}"
         );
+    }
+
+    /// Sustained writes with readers whose snapshots overlap: the passive
+    /// checkpoints alone never restart the log, so it grows by everything
+    /// written; the checkpointer must keep it near its limit.
+    #[test]
+    fn the_wal_stays_bounded_under_writes_and_overlapping_readers() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        const LIMIT: u64 = 2 << 20;
+        const BOUND: u64 = 4 * LIMIT;
+        const WRITE: u64 = 24 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("k.db").display());
+        let store = Store::open(&url).unwrap();
+        store
+            .conn()
+            .unwrap()
+            .batch_execute("CREATE TABLE scratch (b BLOB NOT NULL)")
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        // The writer: 64 KiB a transaction, a hundred a second at most (a
+        // station's load, scaled to the test's small limit).
+        {
+            let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) && written.load(Ordering::Relaxed) < WRITE {
+                    // A failed transaction is retried, as ingest retries a batch.
+                    let stored = store.conn().and_then(|mut c| {
+                        Ok(c.batch_execute(
+                            "BEGIN IMMEDIATE; INSERT INTO scratch SELECT randomblob(1024) FROM \
+                             (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n \
+                             WHERE x < 64) SELECT x FROM n); COMMIT;",
+                        )?)
+                    });
+                    if stored.is_ok() {
+                        written.fetch_add(64 << 10, Ordering::Relaxed);
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+        // Two readers, each keeping a snapshot over several reads, so
+        // that one of them is nearly always reading an older snapshot.
+        for _ in 0..2 {
+            let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut c = store.conn().unwrap();
+                while !stop.load(Ordering::Relaxed) && written.load(Ordering::Relaxed) < WRITE {
+                    c.batch_execute(
+                        "BEGIN; SELECT count(*) FROM scratch; SELECT count(*) FROM scratch; \
+                         SELECT count(*) FROM scratch; COMMIT;",
+                    )
+                    .unwrap();
+                }
+            }));
+        }
+        // The checkpointer, at a short period to match the small scale.
+        {
+            let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) && written.load(Ordering::Relaxed) < WRITE {
+                    store.checkpoint(LIMIT).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }));
+        }
+        let mut largest = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while written.load(Ordering::Relaxed) < WRITE && std::time::Instant::now() < deadline {
+            largest = largest.max(store.wal_bytes());
+            if largest > BOUND {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let total = written.load(Ordering::Relaxed);
+        assert!(
+            largest <= BOUND,
+            "the WAL reached {largest} bytes (bound {BOUND}) after {total} bytes written"
+        );
+        assert!(total >= WRITE, "only {total} bytes written within 30 s");
     }
 }

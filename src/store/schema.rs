@@ -187,6 +187,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    quarantine (seq) {
+        seq -> BigInt,
+        device_id -> Text,
+        topic -> Text,
+        payload -> Binary,
+        error -> Text,
+        received_at_ms -> BigInt,
+        quarantined_at_ms -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -204,4 +216,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     broker_password_outbox,
     violation_disputes,
     plate_key,
+    quarantine,
 );

@@ -3,6 +3,7 @@
 //! names one). One test binary for all of it.
 
 mod auth;
+mod bounds;
 mod brokers;
 mod cli;
 mod devices;
