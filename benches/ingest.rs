@@ -21,11 +21,12 @@ use chrono::{DurationRound, Utc};
 use kerbside::app::Application;
 use kerbside::clock::SystemClock;
 use kerbside::config::Settings;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 
 #[path = "../tests/support/mosquitto.rs"]
 mod mosquitto;
+mod support;
 
 struct Args {
     events: usize,
@@ -35,38 +36,13 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args {
-        events: 20_000,
-        inflight: 1000,
-        rate: 1000,
-        seconds: 10,
-    };
-    let argv: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        argv.iter()
-            .position(|x| x == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    if let Some(v) = value("--events") {
-        a.events = v as usize;
+    let n = |name: &str, default: u64| support::num(name).map_or(default, |v| v as u64);
+    Args {
+        events: n("--events", 20_000) as usize,
+        inflight: n("--inflight", 1000) as u32,
+        rate: n("--rate", 1000),
+        seconds: n("--seconds", 10),
     }
-    if let Some(v) = value("--inflight") {
-        a.inflight = v as u32;
-    }
-    if let Some(v) = value("--rate") {
-        a.rate = v;
-    }
-    if let Some(v) = value("--seconds") {
-        a.seconds = v;
-    }
-    a
-}
-
-fn options(id: &str, port: u16) -> MqttOptions {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
-    o
 }
 
 /// Drives a client's event loop, forwarding incoming publishes.
@@ -95,18 +71,12 @@ fn drive(
 }
 
 fn event_payload(i: usize, bays: &[String], start: chrono::DateTime<Utc>) -> (String, String) {
-    let bay = &bays[i % bays.len()];
-    let kind = if (i / bays.len()).is_multiple_of(2) {
-        "occupied"
-    } else {
-        "vacated"
-    };
-    let at = start + chrono::Duration::milliseconds(i as i64);
-    let body = format!(
-        r#"{{"event_id":"b{i}","type":"{kind}","observed_at":"{}","bay_id":"{bay}"}}"#,
-        kerbside::clock::rfc3339(at)
-    );
-    (format!("kerbside/v1/devices/bench-{bay}/events"), body)
+    support::sensor_event(
+        i,
+        bays,
+        start + chrono::Duration::milliseconds(i as i64),
+        "bench",
+    )
 }
 
 /// Device connections publishing to the embedded broker.
@@ -126,25 +96,22 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = mosquitto::PrivateMosquitto::start(dir.path(), a.inflight);
-    let layout =
-        kerbside::geodata::load_file(std::path::Path::new("geodata/qingfeng-road.geojson"))
-            .expect("run from the repository root")
-            .remove(0);
-    let bays: Vec<String> = layout.bays.iter().map(|b| b.bay_id.to_string()).collect();
+    let bays = support::shipped_bays();
     println!(
         "broker: private Mosquitto, max_inflight_messages {}, max_queued_messages 0",
         a.inflight
     );
 
     // 1. A bare subscriber: QoS 1, acknowledging on receipt, storing nothing.
-    let (sub, sub_loop) = AsyncClient::new(options("bench-bare-sub", broker.port), 10_000);
+    let (sub, sub_loop) = AsyncClient::new(support::options("bench-bare-sub", broker.port), 10_000);
     let (tx, mut rx) = mpsc::unbounded_channel();
     drive(sub_loop, Some(tx));
     sub.subscribe("bench/bare/+/events", QoS::AtLeastOnce)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (publisher, pub_loop) = AsyncClient::new(options("bench-pub", broker.port), 10_000);
+    let (publisher, pub_loop) =
+        AsyncClient::new(support::options("bench-pub", broker.port), 10_000);
     drive(pub_loop, None);
     let start = Utc::now()
         .duration_trunc(chrono::Duration::milliseconds(1))
@@ -203,7 +170,8 @@ async fn main() {
 
     // 3. Publish-to-visible at a fixed rate: every event flips its bay, so
     // each one yields a retained state message once committed and visible.
-    let (watch, watch_loop) = AsyncClient::new(options("bench-watch", broker.port), 10_000);
+    let (watch, watch_loop) =
+        AsyncClient::new(support::options("bench-watch", broker.port), 10_000);
     let (tx, mut rx) = mpsc::unbounded_channel();
     drive(watch_loop, Some(tx));
     watch
@@ -299,8 +267,10 @@ async fn main() {
     // acknowledgements: a few publishers share the events.
     let devices: Vec<AsyncClient> = (0..DEVICE_CONNECTIONS)
         .map(|k| {
-            let (c, l) =
-                AsyncClient::new(options(&format!("bench-device-{k}"), embedded_port), 10_000);
+            let (c, l) = AsyncClient::new(
+                support::options(&format!("bench-device-{k}"), embedded_port),
+                10_000,
+            );
             drive(l, None);
             c
         })

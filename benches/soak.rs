@@ -20,10 +20,11 @@ use chrono::Utc;
 use kerbside::app::Application;
 use kerbside::clock::SystemClock;
 use kerbside::config::Settings;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 
 #[path = "../tests/support/mosquitto.rs"]
 mod mosquitto;
+mod support;
 
 struct Args {
     minutes: f64,
@@ -32,17 +33,10 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        argv.iter()
-            .position(|x| x == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
     Args {
-        minutes: value("--minutes").unwrap_or(30.0),
-        rate: value("--rate").map_or(1000, |v| v as u64),
-        sample_seconds: value("--sample-seconds").map_or(15, |v| v as u64),
+        minutes: support::num("--minutes").unwrap_or(30.0),
+        rate: support::num("--rate").map_or(1000, |v| v as u64),
+        sample_seconds: support::num("--sample-seconds").map_or(15, |v| v as u64),
     }
 }
 
@@ -100,11 +94,7 @@ async fn main() {
     let a = args();
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = mosquitto::PrivateMosquitto::start(dir.path(), 1000);
-    let layout =
-        kerbside::geodata::load_file(std::path::Path::new("geodata/qingfeng-road.geojson"))
-            .expect("run from the repository root")
-            .remove(0);
-    let bays: Vec<String> = layout.bays.iter().map(|b| b.bay_id.to_string()).collect();
+    let bays = support::shipped_bays();
 
     let db = dir.path().join("soak.db");
     let wal = dir.path().join("soak.db-wal");
@@ -124,11 +114,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let mut options = MqttOptions::new("soak-pub", "127.0.0.1", broker.port);
-    options
-        .set_inflight(1000)
-        .set_keep_alive(Duration::from_secs(30));
-    let (publisher, mut pub_loop) = AsyncClient::new(options, 10_000);
+    let (publisher, mut pub_loop) =
+        AsyncClient::new(support::options("soak-pub", broker.port), 10_000);
     tokio::spawn(async move {
         loop {
             match pub_loop.poll().await {
@@ -151,23 +138,9 @@ async fn main() {
         let mut i: usize = 0;
         while t0.elapsed() < duration {
             tick.tick().await;
-            let bay = &bays[i % bays.len()];
-            let kind = if (i / bays.len()).is_multiple_of(2) {
-                "occupied"
-            } else {
-                "vacated"
-            };
-            let body = format!(
-                r#"{{"event_id":"s{i}","type":"{kind}","observed_at":"{}","bay_id":"{bay}"}}"#,
-                kerbside::clock::rfc3339(Utc::now())
-            );
+            let (topic, body) = support::sensor_event(i, &bays, Utc::now(), "soak");
             publisher
-                .publish(
-                    format!("kerbside/v1/devices/soak-{bay}/events"),
-                    QoS::AtLeastOnce,
-                    false,
-                    body,
-                )
+                .publish(topic, QoS::AtLeastOnce, false, body)
                 .await
                 .expect("publish");
             i += 1;

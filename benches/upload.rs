@@ -26,8 +26,10 @@ use kerbside::clock::SystemClock;
 use kerbside::config::Settings;
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::spatial::LocalFrame;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};
+
+mod support;
 
 const DEVICE_CONNECTIONS: usize = 4;
 
@@ -37,16 +39,9 @@ struct Args {
 }
 
 fn args() -> Args {
-    let argv: Vec<String> = std::env::args().collect();
-    let value = |name: &str| {
-        argv.iter()
-            .position(|x| x == name)
-            .and_then(|i| argv.get(i + 1))
-            .and_then(|v| v.parse::<u64>().ok())
-    };
     Args {
-        bays: value("--bays").map_or(19_999, |v| v as usize),
-        baseline_seconds: value("--baseline-seconds").unwrap_or(5),
+        bays: support::num("--bays").map_or(19_999, |v| v as usize),
+        baseline_seconds: support::num("--baseline-seconds").map_or(5, |v| v as u64),
     }
 }
 
@@ -149,32 +144,17 @@ async fn main() {
         - chrono::Duration::minutes(10);
     let stop = Arc::new(AtomicBool::new(false));
     for k in 0..DEVICE_CONNECTIONS {
-        let mut o = MqttOptions::new(format!("bench-device-{k}"), "127.0.0.1", mqtt);
-        o.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
-        let (client, mut eventloop) = AsyncClient::new(o, 10_000);
+        let (client, mut eventloop) =
+            AsyncClient::new(support::options(&format!("bench-device-{k}"), mqtt), 10_000);
         tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
         let (bays, stop) = (bays.clone(), stop.clone());
         tokio::spawn(async move {
             let mut i = k;
             while !stop.load(Ordering::Relaxed) {
-                let bay = &bays[i % bays.len()];
-                let kind = if (i / bays.len()).is_multiple_of(2) {
-                    "occupied"
-                } else {
-                    "vacated"
-                };
                 let at = start + chrono::Duration::milliseconds(i as i64);
-                let body = format!(
-                    r#"{{"event_id":"u{i}","type":"{kind}","observed_at":"{}","bay_id":"{bay}"}}"#,
-                    kerbside::clock::rfc3339(at)
-                );
+                let (topic, body) = support::sensor_event(i, &bays, at, "bench");
                 if client
-                    .publish(
-                        format!("kerbside/v1/devices/bench-{bay}/events"),
-                        QoS::AtLeastOnce,
-                        false,
-                        body,
-                    )
+                    .publish(topic, QoS::AtLeastOnce, false, body)
                     .await
                     .is_err()
                 {
