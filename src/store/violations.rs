@@ -207,19 +207,30 @@ pub(super) fn file_event_violation(
         evidence: evidence.to_string(),
         updated_at_ms: to_ms(now),
     };
+    file_new(conn, &row, now, "filed from a device event")
+}
+
+/// Files `row` as an open violation, with its first history entry, unless
+/// a violation of that id is already on file (a redelivery, a re-judging).
+fn file_new(
+    conn: &mut SqliteConnection,
+    row: &Row,
+    now: DateTime<Utc>,
+    note: &str,
+) -> Result<(), StoreError> {
     let inserted = diesel::insert_into(violations::table)
-        .values(&row)
+        .values(row)
         .on_conflict(violations::violation_id)
         .do_nothing()
         .execute(conn)?;
     if inserted == 1 {
         history(
             conn,
-            &id,
+            &row.violation_id,
             ViolationStatus::Open,
             now,
             None,
-            Some("filed from a device event"),
+            Some(note),
         )?;
     }
     Ok(())
@@ -578,38 +589,25 @@ fn keep(
     let ev = evidence(conn, bay, j.start, j.until)?;
     let Some(f) = filed else {
         let id = violation_id(&["overstay", bay.as_str(), &j.start.to_string()]);
-        let inserted = diesel::insert_into(violations::table)
-            .values(Row {
-                violation_id: id.clone(),
-                kind: ViolationKind::Overstay.as_str().into(),
-                road_id: road.to_string(),
-                bay_id: Some(bay.to_string()),
-                lon: None,
-                lat: None,
-                plate: j.plate.clone(),
-                started_at_ms: j.start,
-                detected_at_ms: to_ms(o.detected_at),
-                ended_at_ms: j.end,
-                source: Some(j.source.clone()),
-                last_seen_ms: Some(j.until),
-                note: None,
-                status: ViolationStatus::Open.as_str().into(),
-                evidence: ev,
-                updated_at_ms: to_ms(now),
-            })
-            .on_conflict(violations::violation_id)
-            .do_nothing()
-            .execute(conn)?;
-        if inserted == 1 {
-            history(
-                conn,
-                &id,
-                ViolationStatus::Open,
-                now,
-                None,
-                Some("limit passed"),
-            )?;
-        }
+        let row = Row {
+            violation_id: id.clone(),
+            kind: ViolationKind::Overstay.as_str().into(),
+            road_id: road.to_string(),
+            bay_id: Some(bay.to_string()),
+            lon: None,
+            lat: None,
+            plate: j.plate.clone(),
+            started_at_ms: j.start,
+            detected_at_ms: to_ms(o.detected_at),
+            ended_at_ms: j.end,
+            source: Some(j.source.clone()),
+            last_seen_ms: Some(j.until),
+            note: None,
+            status: ViolationStatus::Open.as_str().into(),
+            evidence: ev,
+            updated_at_ms: to_ms(now),
+        };
+        file_new(conn, &row, now, "limit passed")?;
         return Ok(id);
     };
     // A plate erased since it was filed is the same plate: keep the
