@@ -114,6 +114,24 @@ fn put(
     )
 }
 
+/// A new road, Wanda Lane (万达巷), 100 m long, with one 6 m x 2.5 m bay
+/// whose properties (besides `feature_type` and `road_id`) are `bay`.
+fn wanda_lane(mut bay: Value) -> Value {
+    let f = LocalFrame::at(120.79, 30.77);
+    let p = |x: f64, y: f64| {
+        let d = f.to_degrees(geo::Coord { x, y });
+        json!([d.x, d.y])
+    };
+    bay["feature_type"] = json!("bay");
+    bay["road_id"] = json!("wanda-lane");
+    json!({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "id": "wanda-lane", "properties": {"feature_type": "road", "road_id": "wanda-lane", "name": "万达巷"},
+         "geometry": {"type": "LineString", "coordinates": [p(0.0, 0.0), p(100.0, 0.0)]}},
+        {"type": "Feature", "id": bay["bay_id"].clone(), "properties": bay,
+         "geometry": {"type": "Polygon", "coordinates": [[p(10.0, 5.0), p(16.0, 5.0), p(16.0, 7.5), p(10.0, 7.5), p(10.0, 5.0)]]}},
+    ]})
+}
+
 fn errors(r: &crate::helpers::Reply) -> Vec<(Option<String>, String)> {
     let p = r.problem(422);
     p["errors"]
@@ -478,17 +496,7 @@ fn after_a_restart_bays_retired_meanwhile_have_their_retained_state_cleared() {
 fn a_put_to_a_new_road_creates_it() {
     let app = spawn_app();
     let planner = app.token(Role::Planner);
-    let f = LocalFrame::at(120.79, 30.77);
-    let p = |x: f64, y: f64| {
-        let d = f.to_degrees(geo::Coord { x, y });
-        json!([d.x, d.y])
-    };
-    let fc = json!({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": "wanda-lane", "properties": {"feature_type": "road", "road_id": "wanda-lane", "name": "万达巷"},
-         "geometry": {"type": "LineString", "coordinates": [p(0.0, 0.0), p(100.0, 0.0)]}},
-        {"type": "Feature", "id": "WL-001", "properties": {"feature_type": "bay", "bay_id": "WL-001", "road_id": "wanda-lane", "kind": "ev", "max_stay_minutes": 240},
-         "geometry": {"type": "Polygon", "coordinates": [[p(10.0, 5.0), p(16.0, 5.0), p(16.0, 7.5), p(10.0, 7.5), p(10.0, 5.0)]]}},
-    ]});
+    let fc = wanda_lane(json!({"bay_id": "WL-001", "kind": "ev", "max_stay_minutes": 240}));
     let r = app.put_as(
         "/v1/roads/wanda-lane/layout",
         &planner,
@@ -535,17 +543,7 @@ fn a_bay_id_another_road_retired_is_refused_with_its_code() {
     assert_eq!(put(&app, &planner, &qingfeng, "", None).status, 200);
     app.get("/v1/bays/QF-N-001").problem(404);
 
-    let f = LocalFrame::at(120.79, 30.77);
-    let p = |x: f64, y: f64| {
-        let d = f.to_degrees(geo::Coord { x, y });
-        json!([d.x, d.y])
-    };
-    let fc = json!({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "id": "wanda-lane", "properties": {"feature_type": "road", "road_id": "wanda-lane", "name": "万达巷"},
-         "geometry": {"type": "LineString", "coordinates": [p(0.0, 0.0), p(100.0, 0.0)]}},
-        {"type": "Feature", "id": "QF-N-001", "properties": {"feature_type": "bay", "bay_id": "QF-N-001", "road_id": "wanda-lane", "kind": "standard"},
-         "geometry": {"type": "Polygon", "coordinates": [[p(10.0, 5.0), p(16.0, 5.0), p(16.0, 7.5), p(10.0, 7.5), p(10.0, 5.0)]]}},
-    ]});
+    let fc = wanda_lane(json!({"bay_id": "QF-N-001", "kind": "standard"}));
     let r = app.put_as(
         "/v1/roads/wanda-lane/layout",
         &planner,
