@@ -77,8 +77,7 @@ impl Store {
         password_digest: &str,
         now: DateTime<Utc>,
     ) -> Result<DeviceRecord, StoreError> {
-        let mut conn = self.conn()?;
-        conn.immediate_transaction(|c| {
+        self.write(|c| {
             let exists: i64 = device_registry::table
                 .filter(device_registry::device_id.eq(id.as_str()))
                 .count()
@@ -115,8 +114,7 @@ impl Store {
         id: &DeviceId,
         now: DateTime<Utc>,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        let mut conn = self.conn()?;
-        conn.immediate_transaction(|c| {
+        self.write(|c| {
             diesel::update(
                 device_registry::table
                     .filter(device_registry::device_id.eq(id.as_str()))

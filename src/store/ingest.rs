@@ -4,9 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::db::{Db, on_backend};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 
 use super::privacy::replay_plates;
 use super::schema::{bay_states, devices, events, parking_sessions, rejections};
@@ -213,33 +213,32 @@ impl Store {
             *seen = (*seen).max(to_ms(rec.received_at));
         }
         let due = self.device_seen.due(seen_devices);
-        self.conn()?
-            .immediate_transaction(|conn| {
-                let mut result = BatchResult::default();
-                let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
-                // One single-row statement per event: diesel caches it prepared,
-                // which beats preparing a large multi-row statement per batch.
-                let mut fresh: HashSet<usize> = HashSet::new();
-                for (i, rec) in batch.events.iter().enumerate() {
-                    let inserted = diesel::insert_into(events::table)
+        self.write(|conn| {
+            let mut result = BatchResult::default();
+            let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
+            // One single-row statement per event: diesel caches it prepared,
+            // which beats preparing a large multi-row statement per batch.
+            let mut fresh: HashSet<usize> = HashSet::new();
+            for (i, rec) in batch.events.iter().enumerate() {
+                let inserted = on_backend!(conn, c => diesel::insert_into(events::table)
                         .values(NewEvent::from(rec))
                         .on_conflict((events::device_id, events::event_id))
                         .do_nothing()
-                        .execute(conn)?;
-                    if inserted == 1 {
-                        fresh.insert(i);
-                    }
+                        .execute(c))?;
+                if inserted == 1 {
+                    fresh.insert(i);
                 }
-                for (i, rec) in batch.events.iter().enumerate() {
-                    let e = &rec.event;
-                    let duplicate = !fresh.contains(&i);
-                    result.duplicate.push(duplicate);
-                    if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
-                        by_bay.push((bay, road.as_str(), e));
-                    }
+            }
+            for (i, rec) in batch.events.iter().enumerate() {
+                let e = &rec.event;
+                let duplicate = !fresh.contains(&i);
+                result.duplicate.push(duplicate);
+                if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
+                    by_bay.push((bay, road.as_str(), e));
                 }
-                for r in &batch.rejections {
-                    diesel::insert_into(rejections::table)
+            }
+            for r in &batch.rejections {
+                on_backend!(conn, c => diesel::insert_into(rejections::table)
                         .values((
                             rejections::device_id.eq(&r.device_id),
                             rejections::event_id.eq(r.rejection.event_id.as_deref()),
@@ -251,11 +250,11 @@ impl Store {
                         ))
                         .on_conflict((rejections::device_id, rejections::once_key))
                         .do_nothing()
-                        .execute(conn)?;
-                }
-                for (device, seen_ms) in due {
-                    result.devices_written.push((device.to_owned(), seen_ms));
-                    diesel::insert_into(devices::table)
+                        .execute(c))?;
+            }
+            for (device, seen_ms) in due {
+                result.devices_written.push((device.to_owned(), seen_ms));
+                on_backend!(conn, c => diesel::insert_into(devices::table)
                         .values((
                             devices::device_id.eq(device),
                             devices::first_seen_ms.eq(seen_ms),
@@ -264,98 +263,98 @@ impl Store {
                         .on_conflict(devices::device_id)
                         .do_update()
                         .set(devices::last_seen_ms.eq(seen_ms))
-                        .execute(conn)?;
-                }
-                // Apply to each bay in arrival order; a late event means replay.
-                let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
-                let mut roads: HashMap<&BayId, &str> = HashMap::new();
-                for (bay, road, e) in by_bay {
-                    roads.insert(bay, road);
-                    let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
-                    match apply(state.as_ref(), e.observed_at, signal(e)) {
-                        Applied::Next(mut next, ops) => {
-                            run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
-                            result.states.insert(bay.clone(), next);
+                        .execute(c))?;
+            }
+            // Apply to each bay in arrival order; a late event means replay.
+            let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
+            let mut roads: HashMap<&BayId, &str> = HashMap::new();
+            for (bay, road, e) in by_bay {
+                roads.insert(bay, road);
+                let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
+                match apply(state.as_ref(), e.observed_at, signal(e)) {
+                    Applied::Next(mut next, ops) => {
+                        run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
+                        result.states.insert(bay.clone(), next);
+                    }
+                    Applied::Late => {
+                        let t = late_from.entry(bay).or_insert(e.observed_at);
+                        *t = (*t).min(e.observed_at);
+                        // Still the newest thing heard of the bay, perhaps.
+                        if let Some(mut s) = state {
+                            s.last_event_at = s.last_event_at.max(e.observed_at);
+                            result.states.insert(bay.clone(), s);
                         }
-                        Applied::Late => {
-                            let t = late_from.entry(bay).or_insert(e.observed_at);
-                            *t = (*t).min(e.observed_at);
-                            // Still the newest thing heard of the bay, perhaps.
-                            if let Some(mut s) = state {
-                                s.last_event_at = s.last_event_at.max(e.observed_at);
-                                result.states.insert(bay.clone(), s);
-                            }
-                        }
                     }
                 }
-                // Bays whose overstays need judging: replayed ones, and those with
-                // a session (before or after this batch) past its limit by now.
-                let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
-                result.replayed = late_from.len();
-                for (bay, t0) in late_from {
-                    let prev = result.states.get(bay).cloned();
-                    let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
-                    result.states.insert(bay.clone(), next);
+            }
+            // Bays whose overstays need judging: replayed ones, and those with
+            // a session (before or after this batch) past its limit by now.
+            let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
+            result.replayed = late_from.len();
+            for (bay, t0) in late_from {
+                let prev = result.states.get(bay).cloned();
+                let next = replay_bay(conn, bay, roads[bay], t0, prev)?;
+                result.states.insert(bay.clone(), next);
+            }
+            for (bay, next) in &result.states {
+                let Some(r) = rules.get(bay) else { continue };
+                let Some(max) = r.max_stay_minutes else {
+                    continue;
+                };
+                let limit = Duration::minutes(i64::from(max)) + enf.grace;
+                let over = [
+                    current.get(bay).and_then(|p| p.open.as_ref()),
+                    next.open.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+                .any(|o| {
+                    limit_reached_at(o.started_at, limit, r.enforced_hours, enf.tz)
+                        .is_some_and(|t| t <= now)
+                });
+                if over {
+                    judge.insert(bay);
                 }
-                for (bay, next) in &result.states {
-                    let Some(r) = rules.get(bay) else { continue };
-                    let Some(max) = r.max_stay_minutes else {
-                        continue;
-                    };
-                    let limit = Duration::minutes(i64::from(max)) + enf.grace;
-                    let over = [
-                        current.get(bay).and_then(|p| p.open.as_ref()),
-                        next.open.as_ref(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .any(|o| {
-                        limit_reached_at(o.started_at, limit, r.enforced_hours, enf.tz)
-                            .is_some_and(|t| t <= now)
-                    });
-                    if over {
-                        judge.insert(bay);
-                    }
+            }
+            for bay in judge {
+                if let (Some(r), Some(road)) = (rules.get(bay), roads.get(bay)) {
+                    let road =
+                        RoadId::parse(road).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    evaluate_bay(conn, bay, &road, *r, enf, now)?;
                 }
-                for bay in judge {
-                    if let (Some(r), Some(road)) = (rules.get(bay), roads.get(bay)) {
-                        let road =
-                            RoadId::parse(road).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                        evaluate_bay(conn, bay, &road, *r, enf, now)?;
-                    }
+            }
+            for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
+                if !dup {
+                    file_event_violation(conn, rec, now)?;
                 }
-                for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
-                    if !dup {
-                        file_event_violation(conn, rec, now)?;
-                    }
-                }
-                for (bay, s) in &result.states {
-                    let values = (
-                        bay_states::bay_id.eq(bay.as_str()),
-                        bay_states::status.eq(s.status.as_str()),
-                        bay_states::since_ms.eq(to_ms(s.since)),
-                        bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
-                        bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
-                        bay_states::updated_at_ms.eq(to_ms(now)),
-                    );
-                    diesel::insert_into(bay_states::table)
+            }
+            for (bay, s) in &result.states {
+                let values = (
+                    bay_states::bay_id.eq(bay.as_str()),
+                    bay_states::status.eq(s.status.as_str()),
+                    bay_states::since_ms.eq(to_ms(s.since)),
+                    bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
+                    bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
+                    bay_states::updated_at_ms.eq(to_ms(now)),
+                );
+                on_backend!(conn, c => diesel::insert_into(bay_states::table)
                         .values(values)
                         .on_conflict(bay_states::bay_id)
                         .do_update()
                         .set(values)
-                        .execute(conn)?;
-                }
-                Ok(result)
-            })
-            .inspect(|result: &BatchResult| {
-                // Committed: remember what was written.
-                self.device_seen.remember(&result.devices_written);
-            })
+                        .execute(c))?;
+            }
+            Ok(result)
+        })
+        .inspect(|result: &BatchResult| {
+            // Committed: remember what was written.
+            self.device_seen.remember(&result.devices_written);
+        })
     }
 }
 
 fn insert_session(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     road: &str,
     started_at: DateTime<Utc>,
@@ -379,7 +378,7 @@ fn insert_session(
 /// Carries out the session changes of one in-order event; fills in the id
 /// of a newly opened session in `next`.
 fn run_session_ops(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     road: &str,
     prev: Option<&BayState>,
@@ -430,7 +429,7 @@ fn run_session_ops(
 /// Rebuilds a bay's sessions and state from its stored status events, from
 /// the start of the session in progress at `t0` (or `t0` itself).
 fn replay_bay(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     road: &str,
     t0: DateTime<Utc>,
@@ -638,7 +637,7 @@ mod tests {
         use diesel_migrations::MigrationHarness;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.db");
-        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let mut conn = Db::establish(path.to_str().unwrap()).unwrap();
         // A store as it was before rejections were keyed, with a redelivery.
         for m in conn
             .pending_migrations(super::super::SQLITE_MIGRATIONS)

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use geo::BoundingRect;
 use geojson::{Feature, FeatureCollection};
 
+use super::db::on_backend;
 use super::schema::{bays, layout_features, layout_revisions, parking_sessions, roads};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::ids::{BayId, RoadId};
@@ -104,7 +105,7 @@ impl Store {
     ) -> Result<RevisionInfo, StoreError> {
         let road_id = layout.road_id().as_str();
         let now_ms = to_ms(now);
-        self.conn()?.immediate_transaction(|conn| {
+        self.write(|conn| {
             let current: Option<i64> = roads::table
                 .find(road_id)
                 .select(roads::current_revision)
@@ -248,9 +249,9 @@ impl Store {
                 .collect::<Result<Vec<_>, StoreError>>()?;
             // SQLite caps bound parameters per statement; 13 columns x 500 rows fits.
             for chunk in rows.chunks(500) {
-                diesel::insert_into(layout_features::table)
+                on_backend!(conn, c => diesel::insert_into(layout_features::table)
                     .values(chunk)
-                    .execute(conn)?;
+                    .execute(c))?;
             }
             let info = RevisionInfo {
                 road_id: layout.road_id().clone(),
@@ -320,7 +321,7 @@ impl Store {
 }
 
 fn load_revision(
-    conn: &mut diesel::sqlite::SqliteConnection,
+    conn: &mut super::db::Db,
     road_id: &str,
     revision: i64,
 ) -> Result<StoredLayout, StoreError> {

@@ -11,10 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
-use diesel::sqlite::SqliteConnection;
+use diesel::r2d2::{Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub(crate) mod db;
 mod devices;
 mod ingest;
 mod layouts;
@@ -40,12 +40,19 @@ pub use violations::{
     ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationCursor, ViolationRecord,
 };
 
+pub use db::Backend;
+use db::{Db, Manager, write_transaction};
+
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Connections a store keeps open at most (per process).
+pub const DEFAULT_POOL_SIZE: u32 = 8;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("cannot open the database {path}: {message}")]
     Open { path: String, message: String },
@@ -72,15 +79,30 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Pool(_) | StoreError::Open { .. } => true,
+            StoreError::Query(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::SerializationFailure
+                | diesel::result::DatabaseErrorKind::ClosedConnection,
+                _,
+            )) => true,
             StoreError::Query(e) => {
                 let text = e.to_string().to_lowercase();
                 [
+                    // SQLite
                     "locked",
                     "busy",
                     "full",
                     "i/o",
                     "readonly",
                     "unable to open",
+                    // PostgreSQL: the server gone, restarting, out of
+                    // room, or two writers deadlocked (one is rolled back).
+                    "connection",
+                    "terminating",
+                    "shutting down",
+                    "starting up",
+                    "deadlock",
+                    "no space",
+                    "could not extend",
                 ]
                 .iter()
                 .any(|t| text.contains(t))
@@ -93,23 +115,14 @@ impl StoreError {
 /// A handle on the database: a connection pool; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<ConnectionManager<SqliteConnection>>,
+    pool: Pool<Manager>,
+    backend: Backend,
     /// When each device's `last_seen_ms` was last written, so that a busy
     /// device costs one write a minute, not one a batch (bounded).
     device_seen: std::sync::Arc<ingest::DeviceSeen>,
-    /// The write-ahead log's file (`PATH-wal`), whose size the checkpointer watches.
-    wal_path: std::sync::Arc<std::path::Path>,
-}
-
-#[derive(Debug)]
-struct SqlitePragmas;
-
-impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragmas {
-    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(SQLITE_PRAGMAS)
-            .and_then(|()| conn.batch_execute(&wal_pragmas()))
-            .map_err(diesel::r2d2::Error::QueryError)
-    }
+    /// SQLite's write-ahead log (`PATH-wal`), whose size the checkpointer
+    /// watches; `None` on PostgreSQL.
+    wal_path: Option<std::sync::Arc<std::path::Path>>,
 }
 
 /// The size past which the write-ahead log is checkpointed in full and
@@ -179,46 +192,110 @@ fn sqlite_path(url: &str) -> Result<&str, StoreError> {
     Ok(path)
 }
 
+/// The backend a database URL names.
+pub fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        sqlite_path(url).map(|_| Backend::Sqlite)
+    }
+}
+
+/// A URL with its password hidden, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every PostgreSQL connection: UTC, so that nothing the server prints
+/// depends on its zone (kerbside stores instants as UTC milliseconds
+/// anyway), and a bound on how long a statement waits for a row lock
+/// held by another instance (then it fails, and ingest retries).
+const POSTGRES_SETUP: &str = "SET TIME ZONE 'UTC'; SET lock_timeout = '10s';";
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies any
-    /// pending migrations.
+    /// pending migrations. `sqlite://PATH` is a file of the embedded engine;
+    /// `postgres://...` a PostgreSQL database, which must exist.
     pub fn open(url: &str) -> Result<Store, StoreError> {
-        let path = sqlite_path(url)?;
+        Store::open_with(url, DEFAULT_POOL_SIZE)
+    }
+
+    /// Like [`Store::open`], with at most `pool_size` connections.
+    pub fn open_with(url: &str, pool_size: u32) -> Result<Store, StoreError> {
+        let backend = backend_of(url)?;
+        let (manager, wal_path, shown) = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(url)?;
+                let manager = Manager {
+                    backend,
+                    target: path.to_owned(),
+                    setup: format!("{SQLITE_PRAGMAS} {}", wal_pragmas()),
+                };
+                let wal = std::path::PathBuf::from(format!("{path}-wal"));
+                (manager, Some(wal.into()), path.to_owned())
+            }
+            Backend::Postgres => {
+                let manager = Manager {
+                    backend,
+                    target: url.to_owned(),
+                    setup: POSTGRES_SETUP.to_owned(),
+                };
+                (manager, None, redact_url(url))
+            }
+        };
         let open_err = |message: String| StoreError::Open {
-            path: path.to_owned(),
+            path: shown.clone(),
             message,
         };
-        // One direct connection first: it fails at once with SQLite's own
-        // message, where the pool would retry until its timeout.
-        let mut conn = SqliteConnection::establish(path).map_err(|e| open_err(e.to_string()))?;
-        conn.batch_execute(SQLITE_PRAGMAS)
-            .and_then(|()| conn.batch_execute(&wal_pragmas()))
-            .map_err(|e| open_err(e.to_string()))?;
-        conn.run_pending_migrations(SQLITE_MIGRATIONS)
-            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        // One direct connection first: it fails at once with the engine's
+        // own message, where the pool would retry until its timeout.
+        let mut conn = manager.establish().map_err(|e| open_err(e.to_string()))?;
+        migrate(&mut conn)?;
         drop(conn);
 
         let pool = Pool::builder()
-            .max_size(8)
+            .max_size(pool_size.max(2))
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(10))
-            .connection_customizer(Box::new(SqlitePragmas))
-            .build(ConnectionManager::new(path))
+            .build(manager)
             .map_err(|e| open_err(e.to_string()))?;
         Ok(Store {
             pool,
+            backend,
             device_seen: Default::default(),
-            wal_path: std::path::PathBuf::from(format!("{path}-wal")).into(),
+            wal_path,
         })
     }
 
-    fn conn(&self) -> Result<PooledConnection<ConnectionManager<SqliteConnection>>, StoreError> {
+    /// The engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
         Ok(self.pool.get()?)
+    }
+
+    /// Runs `f` in one write transaction (see [`db::write_transaction`]).
+    fn write<T>(&self, f: impl FnOnce(&mut Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        write_transaction(&mut *self.conn()?, f)
     }
 
     /// Gives back the page cache of every idle connection (after reading a
     /// whole city at start-up, say); it refills as work needs it.
     pub fn release_memory(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
         let idle = self.pool.state().idle_connections;
         let conns: Vec<_> = (0..idle).filter_map(|_| self.pool.try_get()).collect();
         for mut c in conns {
@@ -230,6 +307,9 @@ impl Store {
     /// own, so that no ingest commit pays for a checkpoint, and keeps the
     /// log near [`WAL_LIMIT_BYTES`] (see [`Store::checkpoint`]).
     pub fn spawn_checkpointer(&self, every: Duration) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
         let store = self.clone();
         let spawned = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -260,6 +340,13 @@ impl Store {
     /// waits up to the busy timeout for readers and the writer, holds new
     /// writers meanwhile, and leaves the log empty.
     pub fn checkpoint(&self, wal_limit_bytes: u64) -> Result<WalCheckpoint, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(WalCheckpoint {
+                wal_bytes_before: 0,
+                truncated: false,
+                busy: false,
+            });
+        }
         let mut c = self.conn()?;
         c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
         let wal_bytes_before = self.wal_bytes();
@@ -279,7 +366,10 @@ impl Store {
 
     /// The write-ahead log's size on disk, bytes (0 when there is none).
     pub fn wal_bytes(&self) -> u64 {
-        std::fs::metadata(&self.wal_path).map_or(0, |m| m.len())
+        self.wal_path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map_or(0, |m| m.len())
     }
 
     /// Checks that the database answers a trivial query.
@@ -287,6 +377,25 @@ impl Store {
         self.conn()?.batch_execute("SELECT 1")?;
         Ok(())
     }
+}
+
+/// Brings the schema up to date, from the migrations of the backend.
+fn migrate(conn: &mut Db) -> Result<(), StoreError> {
+    let done = match conn {
+        Db::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(drop),
+        Db::Pg(c) => {
+            // Two instances starting at once must not both migrate: the
+            // first takes this lock (held to the end of the session's
+            // transaction-free work below), the second waits, then finds
+            // nothing pending.
+            c.batch_execute("SELECT pg_advisory_lock(7260361)")
+                .map_err(|e| StoreError::Migration(e.to_string()))?;
+            let done = c.run_pending_migrations(POSTGRES_MIGRATIONS).map(drop);
+            let _ = c.batch_execute("SELECT pg_advisory_unlock(7260361)");
+            done
+        }
+    };
+    done.map_err(|e| StoreError::Migration(e.to_string()))
 }
 
 /// Milliseconds since the Unix epoch.

@@ -2,10 +2,10 @@
 //! and the erasure pass that replaces the plates of finished parking by
 //! their keyed pseudonyms (see `domain::privacy`).
 
+use super::db::{Db, on_backend};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use diesel::sqlite::SqliteConnection;
 use rand::RngCore;
 
 use super::schema::{events, parking_sessions, plate_key as key_table, violations};
@@ -18,11 +18,8 @@ const ERASE_CHUNK: i64 = 5_000;
 
 /// The deployment's pseudonym key, made (from the operating system's
 /// randomness) the first time it is asked for.
-pub(super) fn plate_key(
-    conn: &mut SqliteConnection,
-    now: DateTime<Utc>,
-) -> Result<Vec<u8>, StoreError> {
-    let read = |conn: &mut SqliteConnection| -> Result<Option<String>, StoreError> {
+pub(super) fn plate_key(conn: &mut Db, now: DateTime<Utc>) -> Result<Vec<u8>, StoreError> {
+    let read = |conn: &mut Db| -> Result<Option<String>, StoreError> {
         Ok(key_table::table
             .find(1)
             .select(key_table::secret)
@@ -35,14 +32,14 @@ pub(super) fn plate_key(
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            diesel::insert_into(key_table::table)
+            on_backend!(conn, c => diesel::insert_into(key_table::table)
                 .values((
                     key_table::id.eq(1),
                     key_table::secret.eq(&hex),
                     key_table::created_at_ms.eq(to_ms(now)),
                 ))
                 .on_conflict_do_nothing()
-                .execute(conn)?;
+                .execute(c))?;
             read(conn)?
                 .ok_or_else(|| StoreError::Corrupt("no plate key after writing it".into()))?
         }
@@ -67,7 +64,7 @@ impl ReplayPlates {
 }
 
 pub(super) fn replay_plates(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     plates: Vec<Option<String>>,
 ) -> Result<ReplayPlates, StoreError> {
     let mut readable = std::collections::HashMap::new();
@@ -133,8 +130,10 @@ struct Readable {
     plate: String,
 }
 
-// The `plate ... NOT LIKE 'pseud:%'` terms are written out so that SQLite
-// uses the partial indexes of readable plates.
+// The `plate ... NOT LIKE 'pseud:%'` terms are written out so that the
+// planner uses the partial indexes of readable plates. Each query is
+// written with SQLite's `?` placeholders; [`for_backend`] numbers them for
+// PostgreSQL.
 const SESSIONS: &str = "SELECT CAST(session_id AS TEXT) AS id, plate FROM parking_sessions \
      WHERE plate IS NOT NULL AND plate NOT LIKE 'pseud:%' AND ended_at_ms < ? LIMIT ?";
 // An event's plate is still needed while a stay that has not ended before
@@ -147,15 +146,36 @@ const EVENTS: &str = "SELECT CAST(seq AS TEXT) AS id, plate FROM events e \
        AND (s.ended_at_ms IS NULL OR s.ended_at_ms >= ?)) LIMIT ?";
 // Dismissed and void violations, once both the parking and the decision
 // are older than the cutoff. Open and ticketed ones keep their plate.
+// (`MAX(a, b)` is SQLite's scalar maximum; PostgreSQL calls it GREATEST.)
 const VIOLATIONS: &str = "SELECT violation_id AS id, plate FROM violations \
      WHERE plate IS NOT NULL AND plate NOT LIKE 'pseud:%' AND status IN ('dismissed', 'void') \
-     AND max(coalesce(ended_at_ms, last_seen_ms, detected_at_ms), updated_at_ms) < ? LIMIT ?";
+     AND MAX(coalesce(ended_at_ms, last_seen_ms, detected_at_ms), updated_at_ms) < ? LIMIT ?";
+
+/// `sql` as the backend of `conn` takes it: unchanged for SQLite; for
+/// PostgreSQL with `$1, $2, ...` for the `?` and GREATEST for MAX(a, b).
+fn for_backend(conn: &Db, sql: &str) -> String {
+    match conn {
+        Db::Sqlite(_) => sql.to_owned(),
+        Db::Pg(_) => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for ch in sql.replace("MAX(coalesce", "GREATEST(coalesce").chars() {
+                if ch == '?' {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                } else {
+                    out.push(ch);
+                }
+            }
+            out
+        }
+    }
+}
 
 impl Store {
     /// Makes the deployment's pseudonym key if there is none yet (at start).
     pub fn ensure_plate_key(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.conn()?
-            .immediate_transaction(|conn| plate_key(conn, now).map(drop))
+        self.write(|conn| plate_key(conn, now).map(drop))
     }
 
     /// Replaces by their keyed pseudonyms the plates no longer needed as of
@@ -170,10 +190,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Erased, StoreError> {
         let cut = to_ms(cutoff);
-        self.conn()?.immediate_transaction(|conn| {
+        self.write(|conn| {
             let key = plate_key(conn, now)?;
             let mut erased = Erased::default();
-            let rows: Vec<Readable> = diesel::sql_query(SESSIONS)
+            let rows: Vec<Readable> = diesel::sql_query(for_backend(conn, SESSIONS))
                 .bind::<BigInt, _>(cut)
                 .bind::<BigInt, _>(ERASE_CHUNK)
                 .load(conn)?;
@@ -183,7 +203,7 @@ impl Store {
                     .set(parking_sessions::plate.eq(pseudonym(&key, &r.plate)))
                     .execute(conn)?;
             }
-            let rows: Vec<Readable> = diesel::sql_query(EVENTS)
+            let rows: Vec<Readable> = diesel::sql_query(for_backend(conn, EVENTS))
                 .bind::<BigInt, _>(cut)
                 .bind::<BigInt, _>(cut)
                 .bind::<BigInt, _>(ERASE_CHUNK)
@@ -194,7 +214,7 @@ impl Store {
                     .set(events::plate.eq(pseudonym(&key, &r.plate)))
                     .execute(conn)?;
             }
-            let rows: Vec<Readable> = diesel::sql_query(VIOLATIONS)
+            let rows: Vec<Readable> = diesel::sql_query(for_backend(conn, VIOLATIONS))
                 .bind::<BigInt, _>(cut)
                 .bind::<BigInt, _>(ERASE_CHUNK)
                 .load(conn)?;
@@ -223,7 +243,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 27, 0, 0, 0).unwrap() + Duration::hours(h)
     }
 
-    fn plates(conn: &mut SqliteConnection, sql: &str) -> Vec<(String, String)> {
+    fn plates(conn: &mut Db, sql: &str) -> Vec<(String, String)> {
         diesel::sql_query(sql)
             .load::<Readable>(conn)
             .unwrap()
@@ -258,7 +278,7 @@ mod tests {
         }
         // Bay "gone": a car seen at 0h and 1h, gone at 2h. Bay "here": a
         // car seen at 0h that is still there.
-        let session = |conn: &mut SqliteConnection, bay: &str, end: Option<i64>, plate: &str| {
+        let session = |conn: &mut Db, bay: &str, end: Option<i64>, plate: &str| {
             diesel::insert_into(parking_sessions::table)
                 .values((
                     parking_sessions::bay_id.eq(bay),

@@ -3,10 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::db::{Db, on_backend};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
-use diesel::sqlite::SqliteConnection;
 use serde_json::{Value, json};
 
 use super::ingest::EventRecord;
@@ -151,7 +151,7 @@ impl TryFrom<Row> for ViolationRecord {
 }
 
 fn history(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     id: &str,
     status: ViolationStatus,
     at: DateTime<Utc>,
@@ -173,7 +173,7 @@ fn history(
 /// Files the violation an accepted event shows by itself: a vehicle
 /// observed in no bay, or a warden's report. Idempotent per event.
 pub(super) fn file_event_violation(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     rec: &EventRecord,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
@@ -212,17 +212,12 @@ pub(super) fn file_event_violation(
 
 /// Files `row` as an open violation, with its first history entry, unless
 /// a violation of that id is already on file (a redelivery, a re-judging).
-fn file_new(
-    conn: &mut SqliteConnection,
-    row: &Row,
-    now: DateTime<Utc>,
-    note: &str,
-) -> Result<(), StoreError> {
-    let inserted = diesel::insert_into(violations::table)
+fn file_new(conn: &mut Db, row: &Row, now: DateTime<Utc>, note: &str) -> Result<(), StoreError> {
+    let inserted = on_backend!(conn, c => diesel::insert_into(violations::table)
         .values(row)
         .on_conflict(violations::violation_id)
         .do_nothing()
-        .execute(conn)?;
+        .execute(c))?;
     if inserted == 1 {
         history(
             conn,
@@ -243,7 +238,7 @@ fn file_new(
 /// sighting of the same plate.
 #[allow(clippy::too_many_arguments)]
 fn last_known(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     start: i64,
     end: Option<i64>,
@@ -282,12 +277,7 @@ fn last_known(
     Ok(last.unwrap_or(start))
 }
 
-fn evidence(
-    conn: &mut SqliteConnection,
-    bay: &BayId,
-    from: i64,
-    to: i64,
-) -> Result<String, StoreError> {
+fn evidence(conn: &mut Db, bay: &BayId, from: i64, to: i64) -> Result<String, StoreError> {
     let rows: Vec<(String, String, String, i64)> = events::table
         .filter(events::bay_id.eq(bay.as_str()))
         .filter(events::observed_at_ms.ge(from))
@@ -345,12 +335,7 @@ fn rank(s: ViolationStatus) -> u8 {
 
 /// Records in the history of an acted-on violation that later evidence
 /// contradicts it, and flags it `disputed`; each finding once.
-fn dispute(
-    conn: &mut SqliteConnection,
-    f: &Filed,
-    note: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+fn dispute(conn: &mut Db, f: &Filed, note: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
     let known: i64 = violation_history::table
         .filter(violation_history::violation_id.eq(&f.id))
         .filter(violation_history::note.eq(note))
@@ -359,17 +344,17 @@ fn dispute(
     if known > 0 {
         return Ok(());
     }
-    diesel::insert_into(violation_disputes::table)
+    on_backend!(conn, c => diesel::insert_into(violation_disputes::table)
         .values((
             violation_disputes::violation_id.eq(&f.id),
             violation_disputes::since_ms.eq(to_ms(now)),
         ))
         .on_conflict_do_nothing()
-        .execute(conn)?;
+        .execute(c))?;
     history(conn, &f.id, f.status, now, None, Some(note))
 }
 
-fn is_disputed(conn: &mut SqliteConnection, id: &str) -> Result<bool, StoreError> {
+fn is_disputed(conn: &mut Db, id: &str) -> Result<bool, StoreError> {
     Ok(violation_disputes::table
         .find(id)
         .count()
@@ -378,7 +363,7 @@ fn is_disputed(conn: &mut SqliteConnection, id: &str) -> Result<bool, StoreError
 }
 
 /// When a warden ticketed or dismissed the violation.
-fn acted_at(conn: &mut SqliteConnection, id: &str) -> Result<Option<i64>, StoreError> {
+fn acted_at(conn: &mut Db, id: &str) -> Result<Option<i64>, StoreError> {
     Ok(violation_history::table
         .filter(violation_history::violation_id.eq(id))
         .filter(violation_history::actor.is_not_null())
@@ -395,7 +380,7 @@ fn acted_at(conn: &mut SqliteConnection, id: &str) -> Result<Option<i64>, StoreE
 /// its history and flags it `disputed`; only a departure after it was
 /// acted on is added.
 pub(super) fn evaluate_bay(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     road: &RoadId,
     rules: BayRules,
@@ -531,7 +516,7 @@ pub(super) fn evaluate_bay(
 /// Sets aside an overstay on file that the evidence no longer supports:
 /// an open one becomes void; one a warden acted on is disputed.
 fn unsupported(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     f: &Filed,
     stay_end: Option<DateTime<Utc>>,
     note: &str,
@@ -562,7 +547,7 @@ fn unsupported(
     }
 }
 
-fn on_file<'a>(conn: &mut SqliteConnection, f: &'a Filed) -> Result<OnFile<'a>, StoreError> {
+fn on_file<'a>(conn: &mut Db, f: &'a Filed) -> Result<OnFile<'a>, StoreError> {
     Ok(OnFile {
         started_at: from_ms(f.started_at)?,
         ended_at: f.ended_at.map(from_ms).transpose()?,
@@ -577,7 +562,7 @@ fn on_file<'a>(conn: &mut SqliteConnection, f: &'a Filed) -> Result<OnFile<'a>, 
 /// reviews it if a warden acted on it. Returns its id.
 #[allow(clippy::too_many_arguments)]
 fn keep(
-    conn: &mut SqliteConnection,
+    conn: &mut Db,
     bay: &BayId,
     road: &RoadId,
     j: &Judged,
@@ -685,7 +670,7 @@ impl Store {
         enf: Enforcement,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.conn()?.immediate_transaction(|conn| {
+        self.write(|conn| {
             for (bay, road, rules) in bays {
                 evaluate_bay(conn, bay, road, *rules, enf, now)?;
             }
@@ -804,7 +789,7 @@ impl Store {
         note: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<ActOutcome, StoreError> {
-        self.conn()?.immediate_transaction(|conn| {
+        self.write(|conn| {
             let Some(row) = violations::table
                 .find(id)
                 .select(Row::as_select())
