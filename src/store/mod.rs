@@ -101,6 +101,8 @@ impl StoreError {
                     "shutting down",
                     "starting up",
                     "deadlock",
+                    "lock timeout",
+                    "could not obtain lock",
                     "no space",
                     "could not extend",
                 ]
@@ -258,13 +260,19 @@ impl Store {
         };
         // One direct connection first: it fails at once with the engine's
         // own message, where the pool would retry until its timeout.
-        let mut conn = manager.establish().map_err(|e| open_err(e.to_string()))?;
+        // libpq's messages run over several lines; a log line holds one.
+        let mut conn = manager
+            .establish()
+            .map_err(|e| open_err(e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
         migrate(&mut conn)?;
         drop(conn);
 
+        // No idle minimum: connections open on demand in the caller's
+        // thread, so a one-shot command never exits while a pool thread is
+        // half-way through a libpq connect (which can crash at exit).
         let pool = Pool::builder()
             .max_size(pool_size.max(2))
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| open_err(e.to_string()))?;

@@ -8,27 +8,10 @@ use kerbside::domain::auth::Role;
 use serde_json::json;
 
 use crate::helpers::{acking_client, at, spawn_app, wait_until};
+use crate::testdb::{WriteLock, is_postgres_url, query};
 
 fn occupied(event_id: &str, bay: &str) -> serde_json::Value {
     json!({"event_id": event_id, "type": "occupied", "observed_at": at(-1), "bay_id": bay})
-}
-
-/// Runs SQL on the service's database from outside, as an operator's
-/// `sqlite3` would.
-fn run_sql(database_url: &str, sql: &str) {
-    let path = database_url.trim_start_matches("sqlite://");
-    let status = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys\n\
-             c=sqlite3.connect(sys.argv[1],timeout=10)\n\
-             c.executescript(sys.argv[2]); c.commit()",
-            path,
-            sql,
-        ])
-        .status()
-        .expect("python3 runs");
-    assert!(status.success(), "cannot run {sql}");
 }
 
 #[test]
@@ -36,11 +19,16 @@ fn a_poison_message_is_quarantined_acknowledged_and_ingest_goes_on() {
     let app = spawn_app();
     app.wait_for_broker();
     // The store fails, every time, on this one event.
-    run_sql(
-        &app.database_url,
+    let poison = if is_postgres_url(&app.database_url) {
+        "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+         IF NEW.event_id = 'poison' THEN RAISE EXCEPTION 'poisoned event'; END IF; \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION poison();"
+    } else {
         "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison' \
-         BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
-    );
+         BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;"
+    };
+    query(&app.database_url, poison);
     let (client, acks) = acking_client("127.0.0.1", app.broker.1);
     let publish = |device: &str, body: serde_json::Value| {
         client
@@ -94,45 +82,6 @@ fn a_poison_message_is_quarantined_acknowledged_and_ingest_goes_on() {
     app.get_as("/v1/quarantine?limit=0", &admin).problem(400);
 }
 
-/// Holds the store's write lock from outside until the returned guard is
-/// released (a disk that stalls, as far as ingest can tell).
-struct StoreLock(std::process::Child);
-
-impl StoreLock {
-    fn take(database_url: &str) -> StoreLock {
-        let path = database_url.trim_start_matches("sqlite://");
-        let mut child = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import sqlite3,sys\n\
-                 c=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=10)\n\
-                 c.execute('BEGIN IMMEDIATE'); print('locked',flush=True)\n\
-                 sys.stdin.readline(); c.execute('COMMIT')",
-                path,
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(line.trim(), "locked");
-        StoreLock(child)
-    }
-
-    fn release(mut self) {
-        use std::io::Write;
-        let mut stdin = self.0.stdin.take().unwrap();
-        stdin.write_all(b"\n").unwrap();
-        drop(stdin);
-        self.0.wait().unwrap();
-    }
-}
-
 #[test]
 fn a_qos0_flood_is_held_back_at_the_broker_not_in_memory() {
     const FLOOD: usize = 15_000;
@@ -140,7 +89,7 @@ fn a_qos0_flood_is_held_back_at_the_broker_not_in_memory() {
     app.wait_for_broker();
     let watcher = app.mqtt("flood-watch");
     watcher.subscribe("kerbside/v1/devices/+/events");
-    let lock = StoreLock::take(&app.database_url);
+    let lock = WriteLock::take(&app.database_url);
 
     let options = rumqttc::MqttOptions::new("flood", "127.0.0.1", app.broker.1);
     let (client, mut connection) = rumqttc::Client::new(options, 1000);
@@ -315,7 +264,7 @@ fn an_acknowledgement_never_crosses_to_a_new_connection() {
     let queued = || app.metric("kerbside_ingest_queue_messages");
 
     // A message arrives as packet 1 and waits for a stalled store...
-    let lock = StoreLock::take(&app.database_url);
+    let lock = WriteLock::take(&app.database_url);
     first.deliver(1, occupied("a", "QF-S-014"));
     wait_until("kerbside to hold the first message", || queued() == 1.0);
     // ...when the connection drops and the broker has lost the session:
@@ -380,29 +329,6 @@ fn made_up_devices_sending_bare_heartbeats_cannot_grow_the_device_table_without_
         text.contains("kerbside_events_rejected_by_reason_total{reason=\"unknown_device\"} 1"),
         "{text}"
     );
-}
-
-/// Runs a query on the service's database from outside; its rows, one a
-/// line, columns joined by `|`.
-fn query(database_url: &str, sql: &str) -> Vec<String> {
-    let path = database_url.trim_start_matches("sqlite://");
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys\n\
-             c=sqlite3.connect(sys.argv[1],timeout=10)\n\
-             for r in c.execute(sys.argv[2]): print('|'.join(str(x) for x in r))",
-            path,
-            sql,
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(out.status.success(), "cannot run {sql}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
@@ -482,7 +408,7 @@ fn a_backlog_of_late_events_is_replayed_a_few_dozen_bays_per_transaction() {
 
     // ...then, while the store stalls, each bay's vacancy of twenty minutes
     // ago arrives late, one message a bay.
-    let lock = StoreLock::take(&app.database_url);
+    let lock = WriteLock::take(&app.database_url);
     // At QoS 0, so that no in-flight window holds them back.
     let options = rumqttc::MqttOptions::new("late-backlog", "127.0.0.1", app.broker.1);
     let (client, mut connection) = rumqttc::Client::new(options, 1000);

@@ -4,7 +4,7 @@ use std::process::{Command, Output};
 
 use kerbside::domain::auth::hash_token;
 
-use crate::helpers::{geodata_dir, spawn_app};
+use crate::helpers::{TestDb, geodata_dir, spawn_app};
 
 fn kerbside(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kerbside"))
@@ -17,11 +17,11 @@ fn kerbside(args: &[&str]) -> Output {
         .expect("the kerbside binary runs")
 }
 
-/// A temporary directory and the URL of a store file in it.
-fn fresh_store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
-    (dir, db)
+/// A fresh store on the backend under test, and its URL.
+fn fresh_store() -> (TestDb, String) {
+    let db = TestDb::new();
+    let url = db.url.clone();
+    (db, url)
 }
 
 /// The one-line error of `kerbside serve` with this store, geodata and
@@ -81,14 +81,23 @@ fn token_create_prints_a_token_that_works_and_stores_only_its_hash() {
             .unwrap()
             .contains(&hash_token(token))
     );
-    let path = app.database_url.trim_start_matches("sqlite://");
-    for suffix in ["", "-wal"] {
-        if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
-            let secret = token.as_bytes();
-            assert!(
-                !bytes.windows(secret.len()).any(|w| w == secret),
-                "secret found in {path}{suffix}"
-            );
+    let secret = token.as_bytes();
+    if crate::testdb::is_postgres_url(&app.database_url) {
+        let rows = crate::testdb::query(&app.database_url, "SELECT t::text FROM api_tokens t");
+        assert!(!rows.is_empty());
+        assert!(
+            rows.iter().all(|r| !r.contains(token)),
+            "secret found in api_tokens"
+        );
+    } else {
+        let path = app.database_url.trim_start_matches("sqlite://");
+        for suffix in ["", "-wal"] {
+            if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret),
+                    "secret found in {path}{suffix}"
+                );
+            }
         }
     }
 }
@@ -152,6 +161,16 @@ fn a_database_that_cannot_be_opened_is_one_line() {
         "127.0.0.1:0",
     ]));
     assert!(err.contains("mysql://x"), "{err}");
+    // A PostgreSQL that is not there: the URL, its password hidden.
+    let err = one_line_error(&kerbside(&[
+        "serve",
+        "--database-url",
+        "postgres://kerbside:s3cret@127.0.0.1:1/city",
+        "--http",
+        "127.0.0.1:0",
+    ]));
+    assert!(err.contains("127.0.0.1:1/city"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
 }
 
 #[test]

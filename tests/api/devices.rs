@@ -300,26 +300,12 @@ fn events_of_unregistered_devices_are_rejected_on_any_broker() {
 fn the_embedded_broker_acknowledges_an_event_only_once_it_is_stored() {
     let app = spawn_app_with(|_| {});
     app.wait_for_broker();
-    let path = app.database_url.trim_start_matches("sqlite://").to_owned();
     // Another writer holds the store for three seconds.
-    let mut locker = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import sqlite3,sys,time\n\
-             c=sqlite3.connect(sys.argv[1],isolation_level=None,timeout=10)\n\
-             c.execute('BEGIN IMMEDIATE'); print('locked',flush=True); time.sleep(3); c.execute('COMMIT')",
-            &path,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(locker.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let lock = crate::testdb::WriteLock::take(&app.database_url);
+    let locker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        lock.release();
+    });
 
     let (client, acks) = crate::helpers::acking_client("127.0.0.1", app.broker.1);
     let sent = Instant::now();
@@ -339,7 +325,7 @@ fn the_embedded_broker_acknowledges_an_event_only_once_it_is_stored() {
         .expect("acknowledged once stored");
     assert!(sent.elapsed() >= Duration::from_secs(2));
     assert_eq!(app.bay_status("QF-S-014"), "occupied");
-    locker.wait().unwrap();
+    locker.join().unwrap();
 }
 
 #[test]

@@ -12,6 +12,8 @@ use kerbside::domain::auth::{Role, generate_token};
 use kerbside::store::Store;
 use serde_json::{Value, json};
 
+pub use crate::testdb::TestDb;
+
 /// The repository's shipped geodata.
 pub fn geodata_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("geodata")
@@ -33,8 +35,8 @@ pub struct TestApp {
     agent: ureq::Agent,
     handle: actix_web::dev::ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
-    // Dropped last: the store's file lives here.
-    _dir: tempfile::TempDir,
+    // Dropped last: the store lives here.
+    _db: TestDb,
 }
 
 /// A response, read whole.
@@ -77,18 +79,22 @@ impl Reply {
     }
 }
 
-/// Starts the service with the shipped geodata, a fresh SQLite store and a
-/// manual clock at [`default_now`].
+/// Starts the service with the shipped geodata, a fresh store on the
+/// backend under test ([`TestDb`]) and a manual clock at [`default_now`].
 pub fn spawn_app() -> TestApp {
     spawn_app_with(|_| {})
 }
 
 /// Like [`spawn_app`], after `tweak` has adjusted the settings.
 pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("kerbside.db").display());
+    spawn_app_on(TestDb::new(), tweak)
+}
+
+/// Like [`spawn_app_with`], on this store. A `tweak` that sets the
+/// database URL itself takes over the store (a restart on an old one).
+pub fn spawn_app_on(db: TestDb, tweak: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::defaults();
-    settings.database.database_url = database_url.clone();
+    settings.database.database_url = db.url.clone();
     settings.http = "127.0.0.1:0".into();
     settings.mqtt_listen = Some("127.0.0.1:0".into());
     settings.sweep_seconds = 1;
@@ -97,6 +103,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     // registration tests turn it back on.
     settings.devices = kerbside::devices::DeviceMode::Open;
     tweak(&mut settings);
+    let database_url = settings.database.database_url.clone();
     let clock = Arc::new(ManualClock::new(default_now()));
 
     let (tx, rx) = mpsc::channel();
@@ -141,7 +148,7 @@ pub fn spawn_app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
         agent,
         handle,
         thread: Some(thread),
-        _dir: dir,
+        _db: db,
     }
 }
 

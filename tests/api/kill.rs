@@ -67,7 +67,8 @@ fn parse(v: &Value) -> Option<DateTime<Utc>> {
 fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let broker = PrivateMosquitto::start(dir.path(), 100);
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let test_db = crate::helpers::TestDb::new();
+    let db = test_db.url.clone();
     let store = Store::open(&db).unwrap();
     let token = generate_token();
     store

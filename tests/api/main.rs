@@ -21,4 +21,5 @@ mod planning;
 mod public;
 mod roads;
 mod simulator;
+mod testdb;
 mod violations;

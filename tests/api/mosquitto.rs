@@ -83,8 +83,8 @@ fn events_published_while_kerbside_is_down_arrive_when_it_is_back() {
         return;
     };
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let test_db = crate::helpers::TestDb::new();
+    let db = test_db.url.clone();
     let client_id = format!("kerbside-test-{}", rand_suffix());
     let first = app_on(&url, &client_id, Some(db.clone()));
     first.wait_for_broker();

@@ -91,14 +91,14 @@ struct Deployment {
     /// Passwords of the devices registered before the configuration.
     passwords: HashMap<String, String>,
     _conf: tempfile::TempDir,
-    _db: tempfile::TempDir,
+    _db: crate::helpers::TestDb,
 }
 
 /// Registers `devices` (id, kind, revoked), writes the configuration,
 /// starts Mosquitto from it and the service on it with the printed URL.
 fn deploy(devices: &[(&str, DeviceKind, bool)]) -> Deployment {
-    let db_dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", db_dir.path().join("kerbside.db").display());
+    let test_db = crate::helpers::TestDb::new();
+    let database_url = test_db.url.clone();
     let store = Store::open(&database_url).unwrap();
     let mut passwords = HashMap::new();
     for &(id, kind, revoked) in devices {
@@ -152,7 +152,7 @@ fn deploy(devices: &[(&str, DeviceKind, bool)]) -> Deployment {
         database_url,
         passwords,
         _conf: conf,
-        _db: db_dir,
+        _db: test_db,
     }
 }
 
@@ -493,7 +493,8 @@ fn an_oversize_event_reaches_kerbside_and_is_rejected_malformed() {
 #[test]
 fn mosquitto_conf_refuses_bad_input_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let test_db = crate::helpers::TestDb::new();
+    let db = test_db.url.clone();
     let out = dir.path().join("conf");
     let out = out.to_str().unwrap();
     for (args, says) in [

@@ -445,7 +445,8 @@ fn a_retired_bays_retained_state_is_cleared() {
 fn after_a_restart_bays_retired_meanwhile_have_their_retained_state_cleared() {
     let dir = tempfile::tempdir().unwrap();
     let broker = PrivateMosquitto::start(dir.path(), 100);
-    let db = format!("sqlite://{}", dir.path().join("k.db").display());
+    let test_db = crate::helpers::TestDb::new();
+    let db = test_db.url.clone();
     let on_broker = |db: &str| {
         let (url, db) = (broker.url(), db.to_owned());
         spawn_app_with(move |s| {
