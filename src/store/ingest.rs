@@ -154,43 +154,6 @@ impl DeviceSeen {
     }
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = events)]
-struct NewEvent<'a> {
-    device_id: &'a str,
-    event_id: &'a str,
-    event_type: &'a str,
-    observed_at_ms: i64,
-    received_at_ms: i64,
-    bay_id: Option<&'a str>,
-    road_id: Option<&'a str>,
-    lon: Option<f64>,
-    lat: Option<f64>,
-    plate: Option<&'a str>,
-    category: Option<&'a str>,
-    note: Option<&'a str>,
-}
-
-impl<'a> From<&'a EventRecord> for NewEvent<'a> {
-    fn from(rec: &'a EventRecord) -> Self {
-        let e = &rec.event;
-        NewEvent {
-            device_id: e.device_id.as_str(),
-            event_id: e.event_id.as_str(),
-            event_type: e.kind.as_str(),
-            observed_at_ms: to_ms(e.observed_at),
-            received_at_ms: to_ms(rec.received_at),
-            bay_id: rec.bay_id.as_ref().map(BayId::as_str),
-            road_id: rec.road_id.as_ref().map(RoadId::as_str),
-            lon: e.position.map(|p| p.lon),
-            lat: e.position.map(|p| p.lat),
-            plate: e.plate.as_deref(),
-            category: e.category.map(|c| c.as_str()),
-            note: e.note.as_deref(),
-        }
-    }
-}
-
 impl Store {
     /// Stores a batch in one transaction and returns which events were
     /// duplicates and the new states of the bays it touched. `current`
@@ -216,16 +179,9 @@ impl Store {
         self.write(|conn| {
             let mut result = BatchResult::default();
             let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
-            // One single-row statement per event: diesel caches it prepared,
-            // which beats preparing a large multi-row statement per batch.
             let mut fresh: HashSet<usize> = HashSet::new();
             for (i, rec) in batch.events.iter().enumerate() {
-                let inserted = on_backend!(conn, c => diesel::insert_into(events::table)
-                        .values(NewEvent::from(rec))
-                        .on_conflict((events::device_id, events::event_id))
-                        .do_nothing()
-                        .execute(c))?;
-                if inserted == 1 {
+                if super::events::insert_event(conn, rec)? {
                     fresh.insert(i);
                 }
             }

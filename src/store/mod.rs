@@ -16,6 +16,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub(crate) mod db;
 mod devices;
+mod events;
 mod ingest;
 mod layouts;
 mod privacy;

@@ -94,6 +94,7 @@ diesel::table! {
         status_event_ms -> Nullable<BigInt>,
         last_event_at_ms -> BigInt,
         updated_at_ms -> BigInt,
+        version -> BigInt,
     }
 }
 

@@ -92,7 +92,10 @@ CREATE TABLE bay_states (
     since_ms         BIGINT NOT NULL,
     status_event_ms  BIGINT,
     last_event_at_ms BIGINT NOT NULL,
-    updated_at_ms    BIGINT NOT NULL
+    updated_at_ms    BIGINT NOT NULL,
+    -- Counts the writes of this row: a read model fed by several instances
+    -- keeps the highest version whatever order changes reach it in.
+    version          BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE parking_sessions (

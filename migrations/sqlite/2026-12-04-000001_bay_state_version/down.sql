@@ -1,0 +1,1 @@
+ALTER TABLE bay_states DROP COLUMN version;
