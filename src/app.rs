@@ -103,6 +103,11 @@ impl Application {
         let http_port = listener.local_addr().map_err(bind_err)?.port();
 
         store.spawn_checkpointer(std::time::Duration::from_secs(1));
+        store.spawn_retention(
+            Duration::days(i64::from(settings.keep_history_days)),
+            Duration::days(i64::from(settings.retention_days)),
+            clock.clone(),
+        );
         let street = Arc::new(street);
         let metrics = Arc::new(Metrics::default());
 

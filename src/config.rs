@@ -242,6 +242,12 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub retention_days: u32,
+    /// Days of events and rejections kept; older ones are forgotten by the
+    /// retention job (hourly). Never less than `--retention-days` in effect.
+    /// Parking sessions and violations are kept whatever their age.
+    #[arg(long, env = "KERBSIDE_KEEP_HISTORY_DAYS", default_value_t = 400,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub keep_history_days: u32,
     /// How often, in seconds, bay staleness is re-evaluated and published.
     #[arg(long, env = "KERBSIDE_SWEEP_SECONDS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -298,6 +304,7 @@ impl Settings {
             geodata: PathBuf::from("geodata"),
             staleness_minutes: 30,
             retention_days: 30,
+            keep_history_days: 400,
             sweep_seconds: 10,
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
@@ -322,6 +329,8 @@ mod tests {
         assert_eq!(cli.serve.geodata, d.geodata);
         assert_eq!(cli.serve.staleness_minutes, d.staleness_minutes);
         assert_eq!(cli.serve.keep_plates_hours, d.keep_plates_hours);
+        assert_eq!(cli.serve.keep_history_days, d.keep_history_days);
+        assert_eq!(cli.serve.retention_days, d.retention_days);
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod ingest;
 mod layouts;
 mod privacy;
 mod quarantine;
+mod retention;
 pub mod schema;
 mod sessions;
 mod states;
@@ -35,6 +36,7 @@ pub use ingest::{
 pub use layouts::{RevisionInfo, StoredLayout};
 pub use privacy::Erased;
 pub use quarantine::QuarantineRecord;
+pub use retention::Retained;
 pub use sessions::{SessionCursor, SessionRecord};
 pub use tokens::{TokenInfo, TokenRecord};
 pub use violations::{
@@ -266,6 +268,7 @@ impl Store {
             .establish()
             .map_err(|e| open_err(e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
         migrate(&mut conn)?;
+        retention::ensure_at_open(&mut conn, Utc::now());
         drop(conn);
 
         // No idle minimum: connections open on demand in the caller's
