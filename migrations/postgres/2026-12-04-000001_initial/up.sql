@@ -132,6 +132,14 @@ CREATE INDEX parking_sessions_road_time ON parking_sessions (road_id, started_at
 CREATE INDEX parking_sessions_bay_time ON parking_sessions (bay_id, started_at_ms);
 CREATE INDEX parking_sessions_plate_readable ON parking_sessions (ended_at_ms)
     WHERE plate IS NOT NULL AND plate NOT LIKE 'pseud:%';
+-- The few sessions a window query cannot find by a bounded range of
+-- starts: those still open, and those longer than a day (24 h =
+-- 86400000 ms, `store::sessions::LONG_SESSION_MS`; the predicates must be
+-- written exactly so in the queries for the planner to use these).
+CREATE INDEX parking_sessions_open ON parking_sessions (road_id, started_at_ms)
+    WHERE ended_at_ms IS NULL;
+CREATE INDEX parking_sessions_long ON parking_sessions (road_id, ended_at_ms)
+    WHERE ended_at_ms - started_at_ms > 86400000;
 
 CREATE TABLE violations (
     violation_id   TEXT COLLATE "C" PRIMARY KEY,

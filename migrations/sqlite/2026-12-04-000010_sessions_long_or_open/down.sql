@@ -1,0 +1,2 @@
+DROP INDEX parking_sessions_long;
+DROP INDEX parking_sessions_open;
