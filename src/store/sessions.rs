@@ -115,7 +115,12 @@ impl Store {
             .select(SessionRow::as_select())
             .load(conn)?;
         rows.extend(
-            long.order((s::started_at_ms, s::session_id))
+            // `+` again: ordered by the plain column, PostgreSQL would
+            // rather read the (road_id, started_at_ms) index in order and
+            // stop at the limit, which here means reading the road's whole
+            // history; this way only the few long sessions are read and
+            // sorted.
+            long.order((sql::<BigInt>("+started_at_ms"), s::session_id))
                 .limit(limit)
                 .select(SessionRow::as_select())
                 .load::<SessionRow>(conn)?,
