@@ -179,6 +179,16 @@ impl Application {
             },
             keep_plates: Duration::hours(i64::from(settings.keep_plates_hours)),
         };
+        // Only an external broker can spread events over several instances.
+        let events_filter = match &settings.mqtt_url {
+            Some(_) => mqtt::events_subscription(&settings.mqtt_share_group),
+            None => mqtt::events_subscription(""),
+        };
+        // One process on SQLite leads from the start; on PostgreSQL the
+        // lease decides (see `crate::sync`).
+        let leading = Arc::new(std::sync::atomic::AtomicBool::new(
+            store.backend() == crate::store::Backend::Sqlite,
+        ));
         let link = mqtt::spawn(
             LinkConfig {
                 host,
@@ -186,9 +196,12 @@ impl Application {
                 client_id,
                 credentials,
                 sweep_every: std::time::Duration::from_secs(settings.sweep_seconds),
+                events_filter,
+                leading: leading.clone(),
             },
             ingestor,
         );
+        crate::sync::spawn(store.clone(), street.clone(), leading, link.clone());
         let state = web::Data::new(AppState {
             store,
             street,

@@ -55,6 +55,11 @@ pub enum Command {
         /// Mosquitto's dynamic-security plugin.
         #[arg(long, default_value = crate::mqtt::mosquitto_conf::DEFAULT_DYNSEC_PLUGIN)]
         dynsec_plugin: PathBuf,
+        /// The shared-subscription group the instances will be started
+        /// with (`serve --mqtt-share-group`): kerbside may subscribe in it.
+        #[arg(long, env = "KERBSIDE_MQTT_SHARE_GROUP", default_value = "kerbside",
+            value_parser = share_group)]
+        mqtt_share_group: String,
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -228,6 +233,14 @@ pub struct Settings {
     /// instance of a deployment needs its own.
     #[arg(long, env = "KERBSIDE_MQTT_CLIENT_ID", default_value = "kerbside")]
     pub mqtt_client_id: String,
+    /// On an external broker, the shared-subscription group the instances
+    /// of one deployment take device events through
+    /// (`$share/GROUP/kerbside/v1/devices/+/events`), so that each event
+    /// reaches one of them; empty: a plain subscription (every instance
+    /// gets every event).
+    #[arg(long, env = "KERBSIDE_MQTT_SHARE_GROUP", default_value = "kerbside",
+        value_parser = share_group)]
+    pub mqtt_share_group: String,
     /// Where the REST API listens (`HOST:PORT`; port 0 picks a free one).
     #[arg(long, env = "KERBSIDE_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
@@ -290,6 +303,16 @@ pub struct Settings {
     pub trusted_proxies: ::std::vec::Vec<IpNet>,
 }
 
+/// A shared-subscription group name: one topic level, no wildcard.
+fn share_group(s: &str) -> Result<String, String> {
+    if s.contains(['/', '+', '#']) {
+        return Err(format!(
+            "{s:?} is not a group name: it may not contain '/', '+' or '#'"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 impl Settings {
     /// The defaults, as `kerbside serve` with no flags and no environment would use.
     pub fn defaults() -> Settings {
@@ -300,6 +323,7 @@ impl Settings {
             mqtt_url: None,
             mqtt_listen: None,
             mqtt_client_id: "kerbside".into(),
+            mqtt_share_group: "kerbside".into(),
             http: "127.0.0.1:8080".into(),
             geodata: PathBuf::from("geodata"),
             staleness_minutes: 30,

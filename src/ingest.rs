@@ -256,14 +256,13 @@ impl Ingestor {
             .iter()
             .filter_map(|e| e.bay_id.as_ref())
             .collect();
-        let current = self.street.states_of(touched.iter().copied());
         let rules: RulesByBay = touched
             .iter()
             .filter_map(|b| Some(((*b).clone(), rules_of(map.bay(b)?.1))))
             .collect();
         let result = self
             .store
-            .write_batch(&batch, &current, &rules, self.enforcement, now)?;
+            .write_batch(&batch, &rules, self.enforcement, now)?;
 
         let duplicates = result.duplicate.iter().filter(|d| **d).count();
         let accepted = batch.events.len() - duplicates;
@@ -303,7 +302,14 @@ impl Ingestor {
                 Some((bay.clone(), (*road).clone(), report))
             })
             .collect();
-        self.street.update_states(result.states);
+        let versions = result.versions;
+        self.street.update_states(
+            result
+                .states
+                .into_iter()
+                .filter_map(|(bay, s)| Some((versions.get(&bay).copied()?, (bay, s))))
+                .map(|(v, (bay, s))| (bay, (s, v))),
+        );
         Ok(Committed {
             rejections: told,
             bays,

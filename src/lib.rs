@@ -17,3 +17,4 @@ pub mod mqtt;
 pub mod spatial;
 pub mod store;
 pub mod street;
+pub mod sync;

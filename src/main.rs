@@ -44,13 +44,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             listen,
             dynsec_plugin,
+            mqtt_share_group,
             database,
         }) => {
             use kerbside::mqtt::mosquitto_conf::{self, Listen};
             let listen = Listen::parse(&listen)?;
             let store = Store::open(&database.database_url)?;
             let devices = store.devices().context("cannot read the device registry")?;
-            let written = mosquitto_conf::write(&out, &listen, &dynsec_plugin, &devices)?;
+            let written =
+                mosquitto_conf::write(&out, &listen, &dynsec_plugin, &devices, &mqtt_share_group)?;
             eprintln!(
                 "wrote {}; start the broker with: mosquitto -c {}",
                 written.conf.display(),

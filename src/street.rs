@@ -17,7 +17,7 @@ use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::{Bay, BayKind};
 use crate::domain::occupancy::{BayState, Counts, Report};
 use crate::spatial::index::{BayRef, SpatialIndex};
-use crate::store::{RevisionInfo, StoredLayout};
+use crate::store::{RevisionInfo, StoredLayout, Versioned};
 
 /// A position within this many metres of a bay (and in none) is in it.
 pub const BAY_SNAP_M: f64 = 3.0;
@@ -232,6 +232,10 @@ pub struct BayOrdinal(usize);
 struct Live {
     map: Arc<StreetMap>,
     states: Vec<Option<BayState>>,
+    /// Beside each state, the version it was stored at: a change reaches
+    /// the street from this instance's commit and from other instances'
+    /// notices, in either order, and only a newer version replaces it.
+    versions: Vec<i64>,
 }
 
 /// The live read model: layouts and bay states.
@@ -248,7 +252,7 @@ impl Street {
     /// dropped.
     pub fn new(
         layouts: Vec<StoredLayout>,
-        states: Vec<(BayId, BayState)>,
+        states: Vec<(BayId, Versioned)>,
         staleness: Duration,
     ) -> Self {
         let roads = layouts
@@ -257,15 +261,18 @@ impl Street {
             .collect();
         let map = StreetMap::build(roads);
         let mut slots = vec![None; map.bay_count()];
-        for (id, state) in states {
+        let mut versions = vec![0; map.bay_count()];
+        for (id, (state, version)) in states {
             if let Some(o) = map.ordinal_of(&id) {
                 slots[o] = Some(state);
+                versions[o] = version;
             }
         }
         Street {
             live: RwLock::new(Live {
                 map: Arc::new(map),
                 states: slots,
+                versions,
             }),
             swapping: std::sync::Mutex::new(()),
             staleness,
@@ -313,6 +320,10 @@ impl Street {
             Arc::ptr_eq(&live.map, &before),
             "only swaps replace the map"
         );
+        let versions = from
+            .iter()
+            .map(|old| old.map_or(0, |o| live.versions[o]))
+            .collect();
         let slots = from
             .into_iter()
             .map(|old| old.and_then(|o| live.states[o].take()))
@@ -320,6 +331,7 @@ impl Street {
         *live = Live {
             map: Arc::new(map),
             states: slots,
+            versions,
         };
         true
     }
@@ -346,16 +358,27 @@ impl Street {
         }
     }
 
-    /// Takes in bay states the store has committed (bays on no current
-    /// layout are skipped: they have been retired meanwhile).
-    pub fn update_states(&self, changed: impl IntoIterator<Item = (BayId, BayState)>) {
+    /// Takes in bay states the store has committed, each with the version
+    /// it was stored at; a version no newer than the street's is ignored
+    /// (it arrived after a later change), as are bays on no current layout
+    /// (retired meanwhile). Returns the bays that changed.
+    pub fn update_states(
+        &self,
+        changed: impl IntoIterator<Item = (BayId, Versioned)>,
+    ) -> Vec<BayId> {
         let mut live = self.write();
         let live = &mut *live;
-        for (id, state) in changed {
-            if let Some(o) = live.map.ordinal_of(&id) {
+        let mut taken = Vec::new();
+        for (id, (state, version)) in changed {
+            if let Some(o) = live.map.ordinal_of(&id)
+                && (live.states[o].is_none() || version > live.versions[o])
+            {
                 live.states[o] = Some(state);
+                live.versions[o] = version;
+                taken.push(id);
             }
         }
+        taken
     }
 
     /// The staleness window.

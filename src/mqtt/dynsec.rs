@@ -84,22 +84,32 @@ pub struct Role {
     pub acls: Vec<Acl>,
 }
 
-/// kerbside's own role. Everything not allowed is denied (the
+/// kerbside's own role, its instances taking device events through the
+/// shared-subscription `share_group` (or the plain filter, when empty:
+/// both are allowed). Everything not allowed is denied (the
 /// configuration's default access is deny for every kind of access).
-pub fn service_role() -> Role {
+pub fn service_role(share_group: &str) -> Role {
+    let mut acls = Vec::new();
+    if !share_group.is_empty() {
+        // The plugin matches a filter with wildcards against literal rules only.
+        let shared = super::events_subscription(share_group);
+        acls.push(allow("subscribeLiteral", &shared));
+        acls.push(allow("unsubscribeLiteral", shared));
+    }
+    acls.extend([
+        allow("subscribeLiteral", topics::EVENTS_FILTER),
+        allow("unsubscribeLiteral", topics::EVENTS_FILTER),
+        allow("publishClientReceive", topics::EVENTS_FILTER),
+        allow("publishClientSend", topics::BAY_STATES_FILTER),
+        allow("publishClientSend", topics::REJECTIONS_FILTER),
+        allow("publishClientSend", topics::DYNSEC_FILTER),
+        allow("subscribeLiteral", topics::DYNSEC_RESPONSES),
+        allow("unsubscribeLiteral", topics::DYNSEC_RESPONSES),
+        allow("publishClientReceive", topics::DYNSEC_RESPONSES),
+    ]);
     Role {
         rolename: SERVICE_ROLE.into(),
-        acls: vec![
-            allow("subscribeLiteral", topics::EVENTS_FILTER),
-            allow("unsubscribeLiteral", topics::EVENTS_FILTER),
-            allow("publishClientReceive", topics::EVENTS_FILTER),
-            allow("publishClientSend", topics::BAY_STATES_FILTER),
-            allow("publishClientSend", topics::REJECTIONS_FILTER),
-            allow("publishClientSend", topics::DYNSEC_FILTER),
-            allow("subscribeLiteral", topics::DYNSEC_RESPONSES),
-            allow("unsubscribeLiteral", topics::DYNSEC_RESPONSES),
-            allow("publishClientReceive", topics::DYNSEC_RESPONSES),
-        ],
+        acls,
     }
 }
 
@@ -614,7 +624,7 @@ mod tests {
 
     #[test]
     fn only_kerbside_may_speak_for_bays_and_rejections() {
-        let sends: Vec<String> = service_role()
+        let sends: Vec<String> = service_role("kerbside")
             .acls
             .into_iter()
             .filter(|a| a.acltype == "publishClientSend")

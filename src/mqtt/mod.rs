@@ -82,6 +82,23 @@ pub struct LinkConfig {
     pub credentials: Option<(String, String)>,
     /// How often bay staleness is re-evaluated and published.
     pub sweep_every: Duration,
+    /// The filter device events are taken through: [`topics::EVENTS_FILTER`]
+    /// or a shared subscription to it (see [`events_subscription`]).
+    pub events_filter: String,
+    /// Whether this instance leads the chores only one instance may do at a
+    /// time (publishing retained bay states, the overstay sweep); always
+    /// set on SQLite, held by a lease on PostgreSQL (see `crate::sync`).
+    pub leading: Arc<AtomicBool>,
+}
+
+/// The filter to take device events through: a shared subscription in
+/// `group` (`$share/GROUP/...`), or the plain filter when `group` is empty.
+pub fn events_subscription(group: &str) -> String {
+    if group.is_empty() {
+        topics::EVENTS_FILTER.to_owned()
+    } else {
+        format!("$share/{group}/{}", topics::EVENTS_FILTER)
+    }
 }
 
 /// A broker's address and the credentials to use there.
@@ -165,12 +182,46 @@ fn parse_host_port(rest: &str) -> Option<(String, u16)> {
 #[derive(Clone)]
 pub struct MqttLink {
     connected: Arc<AtomicBool>,
+    /// Bays whose state another instance changed, to be published.
+    changed: mpsc::UnboundedSender<Vec<BayId>>,
 }
 
 impl MqttLink {
     /// Whether the broker connection is up and subscribed to device events.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Publishes (when this instance leads) the retained states of bays
+    /// that another instance's commits changed in the street.
+    pub fn publish_states(&self, bays: Vec<BayId>) {
+        if !bays.is_empty() {
+            let _ = self.changed.send(bays);
+        }
+    }
+}
+
+/// Publishes the states of bays changed elsewhere (when leading).
+async fn changed_loop(
+    mut rx: mpsc::UnboundedReceiver<Vec<BayId>>,
+    ingestor: Ingestor,
+    publisher: Arc<Publisher>,
+) {
+    while let Some(mut bays) = rx.recv().await {
+        while let Ok(more) = rx.try_recv() {
+            bays.extend(more);
+        }
+        if !publisher.leading.load(Ordering::Relaxed) {
+            continue;
+        }
+        let map = ingestor.street.map();
+        let with_roads: Vec<(&BayId, &RoadId)> = bays
+            .iter()
+            .filter_map(|b| Some((b, &map.bay(b)?.0.info.road_id)))
+            .collect();
+        publisher
+            .publish_changes(&ingestor, with_roads.iter().copied())
+            .await;
     }
 }
 
@@ -320,9 +371,12 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         client: client.clone(),
         last: Mutex::new(HashMap::new()),
         cleared_for: std::sync::Mutex::new(None),
+        leading: config.leading.clone(),
+        led: AtomicBool::new(false),
     });
     tokio::spawn(poll_loop(
         eventloop,
+        config.events_filter.clone(),
         client.clone(),
         tx,
         connected.clone(),
@@ -341,12 +395,25 @@ pub fn spawn(config: LinkConfig, ingestor: Ingestor) -> MqttLink {
         publisher.clone(),
         notices,
     ));
-    tokio::spawn(sweep_loop(config.sweep_every, ingestor, publisher));
-    MqttLink { connected }
+    let (changed, changed_rx) = mpsc::unbounded_channel();
+    tokio::spawn(changed_loop(
+        changed_rx,
+        ingestor.clone(),
+        publisher.clone(),
+    ));
+    tokio::spawn(sweep_loop(
+        config.sweep_every,
+        ingestor,
+        publisher,
+        config.leading,
+    ));
+    MqttLink { connected, changed }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn poll_loop(
     mut eventloop: EventLoop,
+    filter: String,
     client: AsyncClient,
     tx: mpsc::UnboundedSender<Delivery>,
     connected: Arc<AtomicBool>,
@@ -367,13 +434,24 @@ async fn poll_loop(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
-                if let Err(e) = client.try_subscribe(topics::EVENTS_FILTER, QoS::AtLeastOnce) {
+                if let Err(e) = client.try_subscribe(filter.as_str(), QoS::AtLeastOnce) {
                     tracing::error!(error = %e, "cannot subscribe to device events");
                 }
             }
             // Up means subscribed: from here on no device event is missed.
-            Ok(Event::Incoming(Packet::SubAck(_))) => {
-                connected.store(true, Ordering::Relaxed);
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
+                {
+                    tracing::info!(%filter, "subscribed to device events");
+                    connected.store(true, Ordering::Relaxed);
+                } else {
+                    // Not up: /healthz says so, and the operator is told why.
+                    tracing::error!(%filter, "the broker refused the subscription to device \
+                        events (its access rules must allow kerbside this filter)");
+                }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 // Waits while the budget is spent: see `Budget`.
@@ -622,11 +700,30 @@ async fn quarantine(ingestor: &Ingestor, message: &Message, error: &str) {
     }
 }
 
-async fn sweep_loop(every: Duration, ingestor: Ingestor, publisher: Arc<Publisher>) {
+async fn sweep_loop(
+    every: Duration,
+    ingestor: Ingestor,
+    publisher: Arc<Publisher>,
+    leading: Arc<AtomicBool>,
+) {
     let mut tick = tokio::time::interval(every);
     let mut known = crate::ingest::SweepMemo::default();
+    let mut led = false;
     loop {
         tick.tick().await;
+        // One instance at a time sweeps and publishes retained states (the
+        // lease, see `crate::sync`); the sweep's writes are idempotent under
+        // the bays' row locks besides, so a lease that changes hands
+        // between two sweeps files nothing twice.
+        while !leading.load(Ordering::Relaxed) {
+            led = false;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if !led {
+            // Newly leading: judge every open stay afresh.
+            led = true;
+            known = crate::ingest::SweepMemo::default();
+        }
         let ing = ingestor.clone();
         match tokio::task::spawn_blocking(move || {
             let filed = ing.sweep_overstays(&mut known);
@@ -691,9 +788,27 @@ struct Publisher {
     /// start. A `Weak` keeps the old map's address from being reused
     /// without keeping the map. Only touched while `last` is held.
     cleared_for: std::sync::Mutex<Option<Weak<StreetMap>>>,
+    /// Whether this instance leads (see [`LinkConfig::leading`]).
+    leading: Arc<AtomicBool>,
+    /// Whether it led when `last` was last looked at.
+    led: AtomicBool,
 }
 
 impl Publisher {
+    /// Whether this instance may publish retained states now: only while
+    /// it leads. Called with `last` held: on becoming leader, what was
+    /// published is forgotten (another leader may have published since),
+    /// so that the next round publishes every bay's state afresh, and the
+    /// store's retired bays are cleared again.
+    fn may_publish(&self, last: &mut HashMap<BayId, BayStatus>) -> bool {
+        let leading = self.leading.load(Ordering::Relaxed);
+        if self.led.swap(leading, Ordering::Relaxed) != leading && leading {
+            last.clear();
+            *self.cleared_for.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        leading
+    }
+
     async fn send(&self, topic: String, retain: bool, body: &impl Serialize) {
         let payload = match serde_json::to_vec(body) {
             Ok(p) => p,
@@ -719,6 +834,9 @@ impl Publisher {
         bays: impl Iterator<Item = (&'a BayId, &'a RoadId)>,
     ) {
         let mut last = self.last.lock().await;
+        if !self.may_publish(&mut last) {
+            return;
+        }
         // Read under the lock: a bay this skips is gone from the map that
         // `clear_retired` checks next, or has already been cleared.
         let map = ingestor.street.map();
@@ -749,6 +867,9 @@ impl Publisher {
     /// retired bay's last state to every new subscriber forever.
     async fn clear_retired(&self, ingestor: &Ingestor) {
         let mut last = self.last.lock().await;
+        if !self.may_publish(&mut last) {
+            return;
+        }
         let map = ingestor.street.map();
         let checked = self
             .cleared_for

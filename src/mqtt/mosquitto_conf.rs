@@ -139,7 +139,11 @@ pub struct Written {
 /// The plugin's file: default access deny, kerbside's client with
 /// `service` as its password digest, and every unrevoked device with its
 /// stored digest and roles.
-pub fn dynsec_config(devices: &[DeviceRecord], service: &Digest) -> Result<Value, ConfError> {
+pub fn dynsec_config(
+    devices: &[DeviceRecord],
+    service: &Digest,
+    share_group: &str,
+) -> Result<Value, ConfError> {
     let client = |username: &str, textname: &str, digest: &Digest, roles: &[String]| {
         json!({
             "username": username,
@@ -154,9 +158,9 @@ pub fn dynsec_config(devices: &[DeviceRecord], service: &Digest) -> Result<Value
         SERVICE_USERNAME,
         "kerbside",
         service,
-        &[service_role().rolename],
+        &[service_role(share_group).rolename],
     )];
-    let mut roles: Vec<Role> = vec![service_role(), bay_states_role()];
+    let mut roles: Vec<Role> = vec![service_role(share_group), bay_states_role()];
     for d in devices.iter().filter(|d| d.revoked_at.is_none()) {
         let digest = Digest::parse(&d.password_digest)
             .ok_or_else(|| ConfError::BadDigest(d.device_id.to_string()))?;
@@ -236,6 +240,7 @@ pub fn write(
     listen: &Listen,
     plugin: &Path,
     devices: &[DeviceRecord],
+    share_group: &str,
 ) -> Result<Written, ConfError> {
     if !plugin.is_file() {
         return Err(ConfError::NoPlugin(plugin.to_owned()));
@@ -243,7 +248,7 @@ pub fn write(
     let service = generate_password();
     let digest = Digest::parse(&service.digest)
         .ok_or_else(|| ConfError::BadDigest(SERVICE_USERNAME.into()))?;
-    let dynsec = dynsec_config(devices, &digest)?;
+    let dynsec = dynsec_config(devices, &digest, share_group)?;
 
     std::fs::create_dir_all(out).map_err(io(out))?;
     let out = std::fs::canonicalize(out).map_err(io(out))?;
@@ -392,7 +397,7 @@ mod tests {
             device("sign-1", DeviceKind::Observer, false),
             device("old-1", DeviceKind::Handheld, true),
         ];
-        let v = dynsec_config(&devices, &service).unwrap();
+        let v = dynsec_config(&devices, &service, "kerbside").unwrap();
         assert!(
             v["defaultACLAccess"]
                 .as_object()

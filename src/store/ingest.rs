@@ -8,8 +8,10 @@ use super::db::{Db, on_backend};
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 
+use super::coord::{BAYS_CHANNEL, lock_bays, notify};
 use super::privacy::replay_plates;
 use super::schema::{bay_states, devices, events, parking_sessions, rejections};
+use super::states::load_states;
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::limit_reached_at;
@@ -59,6 +61,8 @@ pub struct BatchResult {
     pub duplicate: Vec<bool>,
     /// The new state of every bay the batch changed.
     pub states: HashMap<BayId, BayState>,
+    /// The version each of `states` was stored at.
+    pub versions: HashMap<BayId, i64>,
     /// How many bays a late event made be replayed from history.
     pub replayed: usize,
     /// Devices whose `last_seen_ms` this batch wrote, and the value.
@@ -156,13 +160,15 @@ impl DeviceSeen {
 
 impl Store {
     /// Stores a batch in one transaction and returns which events were
-    /// duplicates and the new states of the bays it touched. `current`
-    /// holds the present state of (at least) every bay the batch names;
-    /// `now` is recorded as the states' update time.
+    /// duplicates and the new states of the bays it touched; `now` is
+    /// recorded as the states' update time. The transaction first locks
+    /// the batch's bays (PostgreSQL; SQLite's writer is alone) and builds on
+    /// their stored states, so two instances writing one bay queue, and the
+    /// later one sees what the earlier committed: no update is lost, and an
+    /// event older than the stored state is late whoever stored that.
     pub fn write_batch(
         &self,
         batch: &BatchWrite,
-        current: &HashMap<BayId, BayState>,
         rules: &RulesByBay,
         enf: Enforcement,
         now: DateTime<Utc>,
@@ -176,7 +182,21 @@ impl Store {
             *seen = (*seen).max(to_ms(rec.received_at));
         }
         let due = self.device_seen.due(seen_devices);
+        let mut named: Vec<&str> = batch
+            .events
+            .iter()
+            .filter_map(|r| r.bay_id.as_ref().map(BayId::as_str))
+            .collect();
+        named.sort_unstable();
+        named.dedup();
         self.write(|conn| {
+            lock_bays(conn, named.iter().copied())?;
+            let stored = load_states(conn, &named)?;
+            let current: HashMap<BayId, BayState> = stored
+                .iter()
+                .map(|(b, (s, _))| (b.clone(), s.clone()))
+                .collect();
+            let current = &current;
             let mut result = BatchResult::default();
             let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
             let mut fresh: HashSet<usize> = HashSet::new();
@@ -285,6 +305,8 @@ impl Store {
                 }
             }
             for (bay, s) in &result.states {
+                let version = stored.get(bay).map_or(0, |(_, v)| *v) + 1;
+                result.versions.insert(bay.clone(), version);
                 let values = (
                     bay_states::bay_id.eq(bay.as_str()),
                     bay_states::status.eq(s.status.as_str()),
@@ -292,6 +314,7 @@ impl Store {
                     bay_states::status_event_ms.eq(s.status_at.map(to_ms)),
                     bay_states::last_event_at_ms.eq(to_ms(s.last_event_at)),
                     bay_states::updated_at_ms.eq(to_ms(now)),
+                    bay_states::version.eq(version),
                 );
                 on_backend!(conn, c => diesel::insert_into(bay_states::table)
                         .values(values)
@@ -300,6 +323,8 @@ impl Store {
                         .set(values)
                         .execute(c))?;
             }
+            // Told to the other instances when, and only if, this commits.
+            notify(conn, BAYS_CHANNEL, result.states.keys().map(BayId::as_str))?;
             Ok(result)
         })
         .inspect(|result: &BatchResult| {
@@ -574,7 +599,7 @@ mod tests {
             staleness: Duration::minutes(30),
         };
         store
-            .write_batch(&batch, &HashMap::new(), &HashMap::new(), enf, Utc::now())
+            .write_batch(&batch, &HashMap::new(), enf, Utc::now())
             .unwrap();
     }
 
@@ -684,7 +709,7 @@ mod tests {
                 rejections: Vec::new(),
             };
             store
-                .write_batch(&batch, &HashMap::new(), &RulesByBay::default(), enf, now)
+                .write_batch(&batch, &RulesByBay::default(), enf, now)
                 .unwrap();
             n += 1_000;
             assert!(

@@ -106,11 +106,13 @@ impl Store {
         let road_id = layout.road_id().as_str();
         let now_ms = to_ms(now);
         self.write(|conn| {
+            super::coord::lock_road(conn, road_id, now_ms)?;
             let current: Option<i64> = roads::table
                 .find(road_id)
                 .select(roads::current_revision)
                 .first(conn)
                 .optional()?;
+            // A road the lock created is still at revision 0.
             let current_or_zero = current.unwrap_or(0);
             if let Some(expected) = expected
                 && expected != current_or_zero
@@ -262,6 +264,7 @@ impl Store {
                 bays: layout.bays.len() as i64,
                 barriers: layout.barriers.len() as i64,
             };
+            super::coord::notify(conn, super::coord::LAYOUTS_CHANNEL, [road_id])?;
             Ok(info)
         })
     }
@@ -277,6 +280,20 @@ impl Store {
             .into_iter()
             .map(|(road_id, revision)| load_revision(conn, &road_id, revision))
             .collect()
+    }
+
+    /// One road's current revision and layout, if the road exists.
+    pub fn current_layout(&self, road_id: &str) -> Result<Option<StoredLayout>, StoreError> {
+        let conn = &mut self.conn()?;
+        let revision: Option<i64> = roads::table
+            .find(road_id)
+            .select(roads::current_revision)
+            .first(conn)
+            .optional()?;
+        match revision {
+            Some(r) if r > 0 => load_revision(conn, road_id, r).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// Every bay a layout revision has retired and no later one brought

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+pub mod coord;
 pub(crate) mod db;
 mod devices;
 mod events;
@@ -43,8 +44,10 @@ pub use violations::{
     ActOutcome, BayRules, Enforcement, HistoryEntry, RulesByBay, ViolationCursor, ViolationRecord,
 };
 
+pub use coord::{Notices, Watcher};
 pub use db::Backend;
 use db::{Db, Manager, write_transaction};
+pub use states::Versioned;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -128,6 +131,9 @@ pub struct Store {
     /// SQLite's write-ahead log (`PATH-wal`), whose size the checkpointer
     /// watches; `None` on PostgreSQL.
     wal_path: Option<std::sync::Arc<std::path::Path>>,
+    /// The PostgreSQL URL, for connections outside the pool (a watcher's);
+    /// `None` on SQLite.
+    pg_url: Option<std::sync::Arc<str>>,
 }
 
 /// The size past which the write-ahead log is checkpointed in full and
@@ -224,7 +230,7 @@ pub fn redact_url(url: &str) -> String {
 /// depends on its zone (kerbside stores instants as UTC milliseconds
 /// anyway), and a bound on how long a statement waits for a row lock
 /// held by another instance (then it fails, and ingest retries).
-const POSTGRES_SETUP: &str = "SET TIME ZONE 'UTC'; SET lock_timeout = '10s';";
+pub(super) const POSTGRES_SETUP: &str = "SET TIME ZONE 'UTC'; SET lock_timeout = '10s';";
 
 impl Store {
     /// Opens (creating if needed) the database at `url` and applies any
@@ -264,9 +270,14 @@ impl Store {
         // One direct connection first: it fails at once with the engine's
         // own message, where the pool would retry until its timeout.
         // libpq's messages run over several lines; a log line holds one.
-        let mut conn = manager
-            .establish()
-            .map_err(|e| open_err(e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
+        let mut conn = manager.establish().map_err(|e| {
+            open_err(
+                e.to_string()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })?;
         migrate(&mut conn)?;
         retention::ensure_at_open(&mut conn, Utc::now());
         drop(conn);
@@ -285,6 +296,7 @@ impl Store {
             backend,
             device_seen: Default::default(),
             wal_path,
+            pg_url: (backend == Backend::Postgres).then(|| url.into()),
         })
     }
 

@@ -671,6 +671,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.write(|conn| {
+            super::coord::lock_bays(conn, bays.iter().map(|(b, _, _)| b.as_str()))?;
             for (bay, road, rules) in bays {
                 evaluate_bay(conn, bay, road, *rules, enf, now)?;
             }
