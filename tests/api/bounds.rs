@@ -309,7 +309,9 @@ fn made_up_devices_sending_bare_heartbeats_cannot_grow_the_device_table_without_
     for i in 0..cap {
         heartbeat(&format!("stranger-{i}"), "hb-1");
     }
-    wait_until("the first strangers' heartbeats to be stored", || {
+    // Ten thousand new devices, each a row: a minute allows for a loaded
+    // machine on either backend.
+    crate::helpers::wait_until_within("the first strangers' heartbeats to be stored", 60, || {
         app.metric("kerbside_events_accepted_total") == cap as f64
     });
     assert_eq!(app.store.device_count().unwrap(), cap as i64);

@@ -13,6 +13,7 @@ mod geodata;
 mod gis;
 mod helpers;
 mod ingest;
+mod instances;
 mod kill;
 mod layout;
 mod mosquitto;

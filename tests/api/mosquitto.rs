@@ -15,6 +15,9 @@ fn app_on(url: &str, client_id: &str, database_url: Option<String>) -> TestApp {
     let (url, id) = (url.to_owned(), client_id.to_owned());
     spawn_app_with(move |s| {
         s.mqtt_url = Some(url);
+        // The machine's broker serves every test at once: a group of its
+        // own, or another test's instance would take this one's events.
+        s.mqtt_share_group = id.clone();
         s.mqtt_client_id = id;
         if let Some(db) = database_url {
             s.database.database_url = db;

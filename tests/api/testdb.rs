@@ -21,7 +21,9 @@ pub fn postgres_server() -> Option<String> {
         Ok(v) if v.is_empty() || v == "sqlite" => None,
         Ok(v) if v == "postgres" => Some(MACHINE_POSTGRES.to_owned()),
         Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => Some(v),
-        Ok(v) => panic!("KERBSIDE_TEST_DATABASE={v}: expected sqlite, postgres or a postgres:// URL"),
+        Ok(v) => {
+            panic!("KERBSIDE_TEST_DATABASE={v}: expected sqlite, postgres or a postgres:// URL")
+        }
     }
 }
 
