@@ -6,11 +6,17 @@
 //! ```sh
 //! cargo bench --bench ingest                      # private Mosquitto, 20,000 events
 //! cargo bench --bench ingest -- --events 50000 --inflight 1000 --rate 1000 --seconds 10
+//! cargo bench --bench ingest -- --postgres        # and then on PostgreSQL: one instance, two
 //! ```
 //!
 //! It starts a Mosquitto of its own on a free port (`max_queued_messages 0`,
 //! `max_inflight_messages` from `--inflight`) and kerbside in-process on a
-//! fresh SQLite file. All parts share the machine's cores.
+//! fresh SQLite file. With `--postgres` it goes on to the same durable
+//! ingest on PostgreSQL (a fresh database on the server
+//! `KERBSIDE_BENCH_DATABASE` names, default the machine's, dropped after):
+//! one instance, then two in this process taking the events through one
+//! shared subscription, with the transactions they committed per second.
+//! All parts share the machine's cores.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -299,11 +305,148 @@ async fn main() {
         embedded_state.metrics.batches.load(Ordering::Relaxed),
         embedded / durable
     );
-    println!(
-        "{}",
-        serde_json::json!({"bare_msgs_per_s": bare.round(), "durable_events_per_s": durable.round(),
-            "ratio": (durable / bare * 100.0).round() / 100.0, "rate": a.rate,
-            "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
-            "embedded_events_per_s": embedded.round()})
+    let mut summary = serde_json::json!({"bare_msgs_per_s": bare.round(), "durable_events_per_s": durable.round(),
+        "ratio": (durable / bare * 100.0).round() / 100.0, "rate": a.rate,
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "embedded_events_per_s": embedded.round()});
+
+    // 5. PostgreSQL: one instance, then two sharing the subscription.
+    if std::env::args().any(|a| a == "--postgres") {
+        for instances in [1, 2] {
+            let db = support::PgDatabase::create(&format!("ingest{instances}"));
+            let mut states = Vec::new();
+            for k in 0..instances {
+                let mut settings = Settings::defaults();
+                settings.database.database_url = db.url.clone();
+                settings.http = "127.0.0.1:0".into();
+                settings.mqtt_url = Some(broker.url());
+                settings.mqtt_client_id = format!("kerbside-bench-pg{instances}-{k}");
+                settings.mqtt_share_group = format!("bench-pg{instances}");
+                settings.devices = kerbside::devices::DeviceMode::Open;
+                let app = Application::build(settings, Arc::new(SystemClock))
+                    .await
+                    .expect("kerbside starts on PostgreSQL");
+                let state = app.state();
+                tokio::spawn(app.run());
+                while !state.mqtt.is_connected() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                states.push(state);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let tag = format!("pg{instances}-");
+            let payloads: Vec<(String, String)> = (0..a.events)
+                .map(|i| {
+                    support::sensor_event(
+                        i,
+                        &bays,
+                        start + chrono::Duration::milliseconds(i as i64),
+                        &tag,
+                    )
+                })
+                .collect();
+            let accepted = |states: &[actix_web::web::Data<kerbside::http::AppState>]| {
+                states
+                    .iter()
+                    .map(|s| s.metrics.events_accepted.load(Ordering::Relaxed))
+                    .sum::<u64>()
+            };
+            let t0 = Instant::now();
+            let p = publisher.clone();
+            tokio::spawn(async move { publish_all(&p, payloads).await });
+            while accepted(&states) < a.events as u64 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let rate = a.events as f64 / secs;
+            let per: Vec<u64> = states
+                .iter()
+                .map(|s| s.metrics.batches.load(Ordering::Relaxed))
+                .collect();
+            let commits = per.iter().sum::<u64>() as f64 / secs;
+            let shares: Vec<u64> = states
+                .iter()
+                .map(|s| s.metrics.events_accepted.load(Ordering::Relaxed))
+                .collect();
+            println!(
+                "kerbside durable ingest, PostgreSQL, {instances} instance(s): {rate:>9.0} events/s, {commits:.0} commits/s ({:.2}x bare; events per instance {shares:?})",
+                rate / bare
+            );
+            summary[format!("postgres_{instances}_events_per_s")] = rate.round().into();
+            summary[format!("postgres_{instances}_commits_per_s")] = commits.round().into();
+            if instances == 2 {
+                let (p50, p99, max) =
+                    visible_everywhere(&publisher, &states, &bays, start, a.events).await;
+                println!(
+                    "  visible on both instances at 200 events/s: p50 {p50:.1} ms  p99 {p99:.1} ms  max {max:.1} ms"
+                );
+                summary["postgres_2_visible_p99_ms"] = p99.into();
+            }
+            // The instances stop with the runtime; the database goes now.
+            drop(states);
+            drop(db);
+        }
+    }
+    println!("{summary}");
+}
+
+/// Publishes 1,000 flips at 200 a second through the shared subscription
+/// and measures, per event, the time from publishing until both instances'
+/// streets show it (the one that stored it, and the other through its
+/// change notice): (p50, p99, max) in ms.
+async fn visible_everywhere(
+    publisher: &AsyncClient,
+    states: &[actix_web::web::Data<kerbside::http::AppState>],
+    bays: &[String],
+    start: chrono::DateTime<Utc>,
+    offset: usize,
+) -> (f64, f64, f64) {
+    const N: usize = 1000;
+    // Past the throughput run's events, on a whole round of the street, so
+    // that every event flips its bay.
+    let offset = offset + (bays.len() - offset % bays.len()) % bays.len() + bays.len();
+    let ids: Vec<kerbside::domain::ids::BayId> = bays
+        .iter()
+        .map(|b| kerbside::domain::ids::BayId::parse(b).expect("bay id"))
+        .collect();
+    let mut pending: Vec<(usize, chrono::DateTime<Utc>, Instant)> = Vec::new();
+    let mut latencies = Vec::with_capacity(N);
+    let mut tick = tokio::time::interval(Duration::from_millis(5));
+    let mut sent = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while (sent < N || !pending.is_empty()) && Instant::now() < deadline {
+        tick.tick().await;
+        if sent < N {
+            let i = offset + sent;
+            let at = start + chrono::Duration::milliseconds(i as i64);
+            let (topic, body) = support::sensor_event(i, bays, at, "vis-");
+            pending.push((i % bays.len(), at, Instant::now()));
+            publisher
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .expect("publish");
+            sent += 1;
+        }
+        let now = Utc::now();
+        pending.retain(|(bay, at, t)| {
+            let everywhere = states.iter().all(|s| {
+                s.street
+                    .report(&ids[*bay], now)
+                    .since
+                    .is_some_and(|since| since >= *at)
+            });
+            if everywhere {
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            !everywhere
+        });
+    }
+    assert!(
+        pending.is_empty(),
+        "{} events never became visible on both",
+        pending.len()
     );
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
+    (pct(0.5), pct(0.99), pct(1.0))
 }

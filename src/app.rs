@@ -54,7 +54,7 @@ impl Application {
         let now = clock.now();
         let s = settings.clone();
         let (store, street) = tokio::task::spawn_blocking(move || {
-            let store = Store::open(&s.database.database_url)?;
+            let store = Store::open_with(&s.database.database_url, s.database_pool)?;
             store.ensure_plate_key(now)?;
             if !store.has_roads()? {
                 for (file, layout) in load_dir(&s.geodata)? {

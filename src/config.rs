@@ -241,6 +241,11 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_MQTT_SHARE_GROUP", default_value = "kerbside",
         value_parser = share_group)]
     pub mqtt_share_group: String,
+    /// Most database connections this instance keeps open (its pool; on
+    /// PostgreSQL one more watches for other instances' changes).
+    #[arg(long, env = "KERBSIDE_DATABASE_POOL", default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub database_pool: u32,
     /// Where the REST API listens (`HOST:PORT`; port 0 picks a free one).
     #[arg(long, env = "KERBSIDE_HTTP", default_value = "127.0.0.1:8080")]
     pub http: String,
@@ -324,6 +329,7 @@ impl Settings {
             mqtt_listen: None,
             mqtt_client_id: "kerbside".into(),
             mqtt_share_group: "kerbside".into(),
+            database_pool: 8,
             http: "127.0.0.1:8080".into(),
             geodata: PathBuf::from("geodata"),
             staleness_minutes: 30,

@@ -58,3 +58,58 @@ pub fn sensor_event(i: usize, bays: &[String], at: DateTime<Utc>, tag: &str) -> 
     );
     (format!("kerbside/v1/devices/{tag}-{bay}/events"), body)
 }
+
+/// A fresh PostgreSQL database for one bench run, dropped when this is:
+/// `kerbside_bench_{pid}_{tag}` on the server `KERBSIDE_BENCH_DATABASE`
+/// names (default `postgres://postgres@127.0.0.1:5432/`).
+pub struct PgDatabase {
+    admin_url: String,
+    name: String,
+    /// Its URL, for `--database-url`.
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create(tag: &str) -> PgDatabase {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        let server = std::env::var("KERBSIDE_BENCH_DATABASE")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/".to_owned());
+        let base = server.trim_end_matches('/');
+        let base = match base.rsplit_once('/') {
+            // A URL naming a database: the server is what comes before it.
+            Some((head, _)) if head.contains("://") => head.to_owned(),
+            _ => base.to_owned(),
+        };
+        let name = format!("kerbside_bench_{}_{tag}", std::process::id());
+        let admin_url = format!("{base}/postgres");
+        let mut admin = diesel::PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("KERBSIDE_BENCH_DATABASE: cannot reach {admin_url}: {e}"));
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            admin
+                .batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("cannot create {name}: {e}"));
+        }
+        PgDatabase {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        use diesel::Connection;
+        use diesel::connection::SimpleConnection;
+        if let Ok(mut admin) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}

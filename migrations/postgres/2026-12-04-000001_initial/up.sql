@@ -159,7 +159,12 @@ CREATE TABLE violations (
     evidence       TEXT NOT NULL,
     updated_at_ms  BIGINT NOT NULL
 );
-CREATE INDEX violations_road_status ON violations (road_id, status);
+-- A road's violations page, newest first, with or without a status: an
+-- index range in the page's order, however many years a road has.
+CREATE INDEX violations_road_status ON violations
+    (road_id, status, detected_at_ms DESC, violation_id);
+CREATE INDEX violations_road_time ON violations
+    (road_id, detected_at_ms DESC, violation_id);
 -- Re-judging a bay reads its overstays; SQLite finds them by scanning a
 -- road's; here they have an index of their own.
 CREATE INDEX violations_bay ON violations (bay_id, kind);
