@@ -130,3 +130,94 @@ impl QueryFragment<Pg> for PgInsertEvent<'_> {
 }
 
 impl RunQueryDsl<diesel::pg::PgConnection> for PgInsertEvent<'_> {}
+
+/// Stores a batch's events, each unless its `(device_id, event_id)` is
+/// stored already (or came earlier in the batch): per event, in order,
+/// `true` when it is new.
+pub(super) fn insert_events(conn: &mut Db, recs: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
+    match conn {
+        Db::Sqlite(_) => recs.iter().map(|r| insert_event(conn, r)).collect(),
+        Db::Pg(c) => {
+            let mut fresh = vec![false; recs.len()];
+            // The first of each key in the batch goes to the store; any
+            // later one is a duplicate of it.
+            let mut first: std::collections::HashMap<(&str, &str), usize> =
+                std::collections::HashMap::with_capacity(recs.len());
+            for (i, r) in recs.iter().enumerate() {
+                first
+                    .entry((r.event.device_id.as_str(), r.event.event_id.as_str()))
+                    .or_insert(i);
+            }
+            let mut order: Vec<usize> = first.values().copied().collect();
+            order.sort_unstable();
+            for chunk in order.chunks(PG_EVENTS_PER_STATEMENT) {
+                let rows: Vec<NewEvent> = chunk.iter().map(|&i| NewEvent::from(&recs[i])).collect();
+                let stored: Vec<StoredKey> = pg_insert_events(&rows).load(c)?;
+                for k in stored {
+                    if let Some(&i) = first.get(&(k.device_id.as_str(), k.event_id.as_str())) {
+                        fresh[i] = true;
+                    }
+                }
+            }
+            Ok(fresh)
+        }
+    }
+}
+
+/// Events per PostgreSQL statement: one round trip stores this many.
+const PG_EVENTS_PER_STATEMENT: usize = 5_000;
+
+#[derive(QueryableByName)]
+struct StoredKey {
+    #[diesel(sql_type = Text)]
+    device_id: String,
+    #[diesel(sql_type = Text)]
+    event_id: String,
+}
+
+/// The keys into `event_keys` and, for the keys that were new, the events
+/// into `events`, all in one statement (arrays, so its text is the same
+/// whatever the batch's size); returns the keys stored. A concurrent
+/// insert of one of the keys (another instance) waits for the first to
+/// commit, then finds the key and stores nothing for it. The keys must be
+/// distinct.
+fn pg_insert_events<'a>(
+    rows: &'a [NewEvent<'a>],
+) -> diesel::query_builder::BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery> {
+    use diesel::sql_types::Array;
+    let col = |f: fn(&'a NewEvent<'a>) -> &'a str| rows.iter().map(f).collect::<Vec<&str>>();
+    let opt = |f: fn(&'a NewEvent<'a>) -> Option<&'a str>| {
+        rows.iter().map(f).collect::<Vec<Option<&str>>>()
+    };
+    diesel::sql_query(
+        "WITH input AS (\
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], \
+             $6::text[], $7::text[], $8::float8[], $9::float8[], $10::text[], $11::text[], \
+             $12::text[]) \
+           AS t(device_id, event_id, event_type, observed_at_ms, received_at_ms, bay_id, \
+             road_id, lon, lat, plate, category, note)), \
+         k AS (INSERT INTO event_keys (device_id, event_id, observed_at_ms) \
+           SELECT device_id, event_id, observed_at_ms FROM input \
+           ON CONFLICT DO NOTHING RETURNING device_id, event_id) \
+         INSERT INTO events (device_id, event_id, event_type, observed_at_ms, received_at_ms, \
+           bay_id, road_id, lon, lat, plate, category, note) \
+         SELECT i.device_id, i.event_id, i.event_type, i.observed_at_ms, i.received_at_ms, \
+           i.bay_id, i.road_id, i.lon, i.lat, i.plate, i.category, i.note \
+         FROM input i JOIN k ON k.device_id = i.device_id COLLATE \"C\" \
+           AND k.event_id = i.event_id COLLATE \"C\" \
+         RETURNING device_id, event_id",
+    )
+    .into_boxed()
+    .bind::<Array<Text>, _>(col(|r| r.device_id))
+    .bind::<Array<Text>, _>(col(|r| r.event_id))
+    .bind::<Array<Text>, _>(col(|r| r.event_type))
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.observed_at_ms).collect::<Vec<i64>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.received_at_ms).collect::<Vec<i64>>())
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| r.bay_id))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| r.road_id))
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.lon).collect::<Vec<Option<f64>>>())
+    .bind::<Array<Nullable<Double>>, _>(rows.iter().map(|r| r.lat).collect::<Vec<Option<f64>>>())
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| r.plate))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| r.category))
+    .bind::<Array<Nullable<Text>>, _>(opt(|r| r.note))
+}

@@ -199,15 +199,10 @@ impl Store {
             let current = &current;
             let mut result = BatchResult::default();
             let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
-            let mut fresh: HashSet<usize> = HashSet::new();
-            for (i, rec) in batch.events.iter().enumerate() {
-                if super::events::insert_event(conn, rec)? {
-                    fresh.insert(i);
-                }
-            }
+            let fresh = super::events::insert_events(conn, &batch.events)?;
             for (i, rec) in batch.events.iter().enumerate() {
                 let e = &rec.event;
-                let duplicate = !fresh.contains(&i);
+                let duplicate = !fresh[i];
                 result.duplicate.push(duplicate);
                 if !duplicate && let (Some(bay), Some(road)) = (&rec.bay_id, &rec.road_id) {
                     by_bay.push((bay, road.as_str(), e));
