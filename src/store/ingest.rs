@@ -11,15 +11,14 @@ use diesel::prelude::*;
 use super::coord::{BAYS_CHANNEL, lock_bays, notify};
 use super::privacy::replay_plates;
 use super::schema::{bay_states, devices, events, parking_sessions, rejections};
+use super::session_writes::SessionWrites;
 use super::states::load_states;
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::limit_reached_at;
 use crate::domain::events::{Event, EventType, Rejection};
 use crate::domain::ids::{BayId, RoadId};
-use crate::domain::occupancy::{
-    Applied, BayState, BayStatus, OpenSession, SessionOp, Signal, apply, replay,
-};
+use crate::domain::occupancy::{Applied, BayState, BayStatus, OpenSession, Signal, apply, replay};
 
 /// An accepted event with where it resolved to.
 #[derive(Debug, Clone)]
@@ -239,12 +238,13 @@ impl Store {
             // Apply to each bay in arrival order; a late event means replay.
             let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
             let mut roads: HashMap<&BayId, &str> = HashMap::new();
+            let mut sessions = SessionWrites::default();
             for (bay, road, e) in by_bay {
                 roads.insert(bay, road);
                 let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
                 match apply(state.as_ref(), e.observed_at, signal(e)) {
-                    Applied::Next(mut next, ops) => {
-                        run_session_ops(conn, bay, road, state.as_ref(), &mut next, ops)?;
+                    Applied::Next(next, ops) => {
+                        sessions.take(bay, road, state.as_ref(), ops);
                         result.states.insert(bay.clone(), next);
                     }
                     Applied::Late => {
@@ -258,6 +258,8 @@ impl Store {
                     }
                 }
             }
+            // Written before anything reads sessions back.
+            sessions.write(conn, &mut result.states)?;
             // Bays whose overstays need judging: replayed ones, and those with
             // a session (before or after this batch) past its limit by now.
             let mut judge: HashSet<&BayId> = late_from.keys().copied().collect();
@@ -349,57 +351,6 @@ fn insert_session(
         ))
         .returning(parking_sessions::session_id)
         .get_result(conn)?)
-}
-
-/// Carries out the session changes of one in-order event; fills in the id
-/// of a newly opened session in `next`.
-fn run_session_ops(
-    conn: &mut Db,
-    bay: &BayId,
-    road: &str,
-    prev: Option<&BayState>,
-    next: &mut BayState,
-    ops: Vec<SessionOp>,
-) -> Result<(), StoreError> {
-    let mut open_id = prev.and_then(|p| p.open.as_ref()).and_then(|o| o.id);
-    for op in ops {
-        match op {
-            SessionOp::Open {
-                started_at,
-                source,
-                plate,
-            } => {
-                let id = insert_session(
-                    conn,
-                    bay,
-                    road,
-                    started_at,
-                    None,
-                    source.as_str(),
-                    plate.as_deref(),
-                )?;
-                open_id = Some(id);
-                if let Some(o) = next.open.as_mut() {
-                    o.id = Some(id);
-                }
-            }
-            SessionOp::Close { ended_at } => {
-                if let Some(id) = open_id.take() {
-                    diesel::update(parking_sessions::table.find(id))
-                        .set(parking_sessions::ended_at_ms.eq(to_ms(ended_at)))
-                        .execute(conn)?;
-                }
-            }
-            SessionOp::SetPlate { plate } => {
-                if let Some(id) = open_id {
-                    diesel::update(parking_sessions::table.find(id))
-                        .set(parking_sessions::plate.eq(plate))
-                        .execute(conn)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Rebuilds a bay's sessions and state from its stored status events, from

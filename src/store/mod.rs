@@ -24,6 +24,7 @@ mod privacy;
 mod quarantine;
 mod retention;
 pub mod schema;
+mod session_writes;
 mod sessions;
 mod states;
 mod tokens;
