@@ -374,6 +374,15 @@ async fn main() {
             );
             summary[format!("postgres_{instances}_events_per_s")] = rate.round().into();
             summary[format!("postgres_{instances}_commits_per_s")] = commits.round().into();
+            if instances == 1 {
+                let bytes = stored_bytes(&db.url);
+                println!(
+                    "  on disk: {:.0} bytes per event (events, keys and sessions with their indexes)",
+                    bytes as f64 / a.events as f64
+                );
+                summary["postgres_bytes_per_event"] =
+                    (bytes as f64 / a.events as f64).round().into();
+            }
             if instances == 2 {
                 let (p50, p99, max) =
                     visible_everywhere(&publisher, &states, &bays, start, a.events).await;
@@ -449,4 +458,23 @@ async fn visible_everywhere(
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| latencies[((latencies.len() as f64 - 1.0) * q).round() as usize];
     (pct(0.5), pct(0.99), pct(1.0))
+}
+
+/// Bytes PostgreSQL holds for the history: every partition of `events`,
+/// `event_keys` and `parking_sessions`, with their indexes and TOAST.
+fn stored_bytes(url: &str) -> i64 {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Bytes {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        bytes: i64,
+    }
+    let mut c = diesel::PgConnection::establish(url).expect("bench database");
+    diesel::sql_query(
+        "SELECT coalesce(sum(pg_total_relation_size(oid)), 0)::bigint AS bytes FROM pg_class \
+         WHERE relkind = 'r' AND (relname LIKE 'events%' OR relname IN ('event_keys', 'parking_sessions'))",
+    )
+    .get_result::<Bytes>(&mut c)
+    .expect("sizes")
+    .bytes
 }

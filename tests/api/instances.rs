@@ -3,7 +3,8 @@
 //! Qingfeng Road, with duplicates and events of one bay out of order, one
 //! instance SIGKILLed mid-stream and started again. Both must then answer
 //! the same occupancy, sessions and violations, and those must be what the
-//! published events imply, each event stored once.
+//! published events imply, each event stored once. A layout revision
+//! published through one then reaches the other's street.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
@@ -252,6 +253,15 @@ fn two_instances_on_one_database_answer_alike_and_lose_nothing_when_one_is_kille
     let token = generate_token();
     store
         .create_token("instances test", Role::Warden, &token.hash, Utc::now())
+        .unwrap();
+    let planner = generate_token();
+    store
+        .create_token(
+            "instances planner",
+            Role::Planner,
+            &planner.hash,
+            Utc::now(),
+        )
         .unwrap();
 
     let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
@@ -518,4 +528,28 @@ fn two_instances_on_one_database_answer_alike_and_lose_nothing_when_one_is_kille
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
+
+    // A revision published through one instance reaches the other's street.
+    let mut fc = get(
+        &agent,
+        &format!("{}/v1/roads/qingfeng-road/layout", a.base_url),
+        "",
+    );
+    fc.as_object_mut().unwrap().remove("revision");
+    let retired = layout.bays[0].bay_id.to_string();
+    fc["features"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["id"] != retired.as_str());
+    let put = agent
+        .put(format!("{}/v1/roads/qingfeng-road/layout", a.base_url))
+        .header("Authorization", format!("Bearer {}", planner.secret))
+        .header("Content-Type", "application/json")
+        .send(fc.to_string())
+        .unwrap();
+    assert_eq!(put.status(), 200, "the new revision is published");
+    wait_until_within("instance b's street to lose the retired bay", 10, || {
+        let on_b = states(&agent, &b.base_url);
+        !on_b.is_empty() && !on_b.contains_key(&retired) && on_b.len() == layout.bays.len() - 1
+    });
 }
