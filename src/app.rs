@@ -61,9 +61,17 @@ impl Application {
                     // The file's name, not where the server keeps it.
                     let name = file.file_name().unwrap_or(file.as_os_str());
                     let by = format!("import of {}", name.to_string_lossy());
-                    let info = store.publish_layout(&layout, &by, None, None, now)?;
-                    tracing::info!(road = %info.road_id, bays = info.bays, barriers = info.barriers,
-                        file = %file.display(), "loaded geodata into the empty store as revision 1");
+                    // Only as revision 1: an instance starting beside this
+                    // one may have loaded the road a moment ago.
+                    match store.publish_layout(&layout, &by, None, Some(0), now) {
+                        Ok(info) => tracing::info!(road = %info.road_id, bays = info.bays,
+                            barriers = info.barriers, file = %file.display(),
+                            "loaded geodata into the empty store as revision 1"),
+                        Err(StoreError::RevisionConflict { .. }) => tracing::info!(
+                            file = %file.display(),
+                            "another instance has just loaded this road; keeping its revision"),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             // A city's layouts and bay states are read side by side, then
@@ -86,8 +94,13 @@ impl Application {
             let street = Street::new(layouts, states, staleness);
             store.release_memory();
             release_free_memory();
-            tracing::info!(roads, bays, read_s, built_s = t0.elapsed().as_secs_f64() - read_s,
-                "street built from the store");
+            tracing::info!(
+                roads,
+                bays,
+                read_s,
+                built_s = t0.elapsed().as_secs_f64() - read_s,
+                "street built from the store"
+            );
             Ok::<_, StartError>((store, street))
         })
         .await

@@ -268,16 +268,25 @@ fn two_instances_on_one_database_answer_alike_and_lose_nothing_when_one_is_kille
     let zone = afternoon_zone(now);
     let mut a = Instance::new("kerbside-a", &test_db.url, &broker.url(), &zone);
     let mut b = Instance::new("kerbside-b", &test_db.url, &broker.url(), &zone);
+    // Both at once, on an empty database: one migrates it and loads the
+    // road, the other waits for the migrations and keeps that revision.
     a.start();
-    // One at a time: the first loads the road into the empty store.
-    let agent = agent();
-    wait_until_within("instance a to be healthy", 60, || {
-        healthy(&agent, &a.base_url)
-    });
     b.start();
-    wait_until_within("instance b to be healthy", 60, || {
-        healthy(&agent, &b.base_url)
+    let agent = agent();
+    wait_until_within("both instances to be healthy", 60, || {
+        healthy(&agent, &a.base_url) && healthy(&agent, &b.base_url)
     });
+    let revisions = get(
+        &agent,
+        &format!("{}/v1/roads/qingfeng-road/layout/revisions", b.base_url),
+        "",
+    );
+    let revisions = revisions
+        .as_array()
+        .or_else(|| revisions["revisions"].as_array())
+        .unwrap_or_else(|| panic!("a list of revisions: {revisions}"))
+        .len();
+    assert_eq!(revisions, 1, "the road was loaded once");
 
     // Each bay: occupied and vacated in turn every 12 minutes from five
     // hours ago. Twelve of the two-hour bays hold their first car for 156
