@@ -199,7 +199,7 @@ fn a_server_url_takes_the_fresh_database_name() {
 
 /// Every table the service writes.
 const TABLES: &str = "roads, layout_revisions, bays, layout_features, devices, events, \
-    rejections, bay_states, parking_sessions, violations, violation_history, api_tokens, \
+    event_keys, rejections, bay_states, parking_sessions, violations, violation_history, api_tokens, \
     device_registry, broker_password_outbox, violation_disputes, plate_key, quarantine";
 
 /// Holds the store's writes back from outside until released: a disk that
@@ -220,11 +220,24 @@ impl WriteLock {
         let thread = std::thread::spawn(move || {
             if is_postgres_url(&url) {
                 let mut c = PgConnection::establish(&url).expect("connect to PostgreSQL");
-                for sql in [
-                    "BEGIN".to_owned(),
-                    format!("LOCK TABLE {TABLES} IN EXCLUSIVE MODE"),
-                ] {
-                    diesel::sql_query(sql).execute(&mut c).expect("lock");
+                // The tables are locked one after another, so the service's
+                // own work at start (retention, partitions) may deadlock
+                // with it; PostgreSQL then cancels one side: try again.
+                let mut tries = 0;
+                loop {
+                    diesel::sql_query("BEGIN").execute(&mut c).expect("begin");
+                    match diesel::sql_query(format!("LOCK TABLE {TABLES} IN EXCLUSIVE MODE"))
+                        .execute(&mut c)
+                    {
+                        Ok(_) => break,
+                        Err(e) if tries < 20 && e.to_string().contains("deadlock") => {
+                            tries += 1;
+                            diesel::sql_query("ROLLBACK")
+                                .execute(&mut c)
+                                .expect("rollback");
+                        }
+                        Err(e) => panic!("lock: {e}"),
+                    }
                 }
                 locked_tx.send(()).unwrap();
                 let _ = released.recv();
