@@ -178,6 +178,14 @@ impl Application {
                 (addr.ip().to_string(), addr.port(), credentials)
             }
         };
+        let live = Arc::new(crate::live::Hub::default());
+        crate::live::spawn(
+            live.clone(),
+            street.clone(),
+            store.clone(),
+            clock.clone(),
+            std::time::Duration::from_secs(settings.sweep_seconds),
+        );
         let ingestor = Ingestor {
             store: store.clone(),
             street: street.clone(),
@@ -191,6 +199,7 @@ impl Application {
                 staleness: Duration::minutes(i64::from(settings.staleness_minutes)),
             },
             keep_plates: Duration::hours(i64::from(settings.keep_plates_hours)),
+            live: live.clone(),
         };
         // Only an external broker can spread events over several instances.
         let events_filter = match &settings.mqtt_url {
@@ -214,7 +223,13 @@ impl Application {
             },
             ingestor,
         );
-        crate::sync::spawn(store.clone(), street.clone(), leading, link.clone());
+        crate::sync::spawn(
+            store.clone(),
+            street.clone(),
+            leading,
+            link.clone(),
+            live.clone(),
+        );
         let state = web::Data::new(AppState {
             store,
             street,
@@ -225,6 +240,8 @@ impl Application {
             timezone: settings.timezone,
             limiter: http::public::RateLimiter::new(settings.public_rate_per_minute)
                 .trusting(settings.trusted_proxies.clone()),
+            live,
+            stream_heartbeat: std::time::Duration::from_secs(settings.stream_heartbeat_seconds),
         });
 
         let data = state.clone();

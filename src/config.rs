@@ -241,6 +241,10 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_MQTT_SHARE_GROUP", default_value = "kerbside",
         value_parser = share_group)]
     pub mqtt_share_group: String,
+    /// Seconds between heartbeat comments on the live stream (`/v1/stream`).
+    #[arg(long, env = "KERBSIDE_STREAM_HEARTBEAT_SECONDS", default_value_t = 15,
+        value_parser = clap::value_parser!(u64).range(1..=15))]
+    pub stream_heartbeat_seconds: u64,
     /// Most database connections this instance keeps open (its pool; on
     /// PostgreSQL one more watches for other instances' changes).
     #[arg(long, env = "KERBSIDE_DATABASE_POOL", default_value_t = 8,
@@ -330,6 +334,7 @@ impl Settings {
             mqtt_client_id: "kerbside".into(),
             mqtt_share_group: "kerbside".into(),
             database_pool: 8,
+            stream_heartbeat_seconds: 15,
             http: "127.0.0.1:8080".into(),
             geodata: PathBuf::from("geodata"),
             staleness_minutes: 30,

@@ -60,6 +60,8 @@ pub struct Ingestor {
     /// How long a plate stays readable once nothing needs it
     /// (`--keep-plates-hours`).
     pub keep_plates: Duration,
+    /// The live stream: told of every committed change.
+    pub live: Arc<crate::live::Hub>,
 }
 
 /// A bay's limit and enforced hours.
@@ -293,7 +295,7 @@ impl Ingestor {
             .filter_map(|e| Some((e.bay_id.as_ref()?, e.road_id.as_ref()?)))
             .collect();
         let staleness = self.street.staleness();
-        let bays = result
+        let bays: Vec<(BayId, RoadId, Report)> = result
             .states
             .iter()
             .filter_map(|(bay, s)| {
@@ -310,6 +312,8 @@ impl Ingestor {
                 .filter_map(|(bay, s)| Some((versions.get(&bay).copied()?, (bay, s))))
                 .map(|(v, (bay, s))| (bay, (s, v))),
         );
+        self.live
+            .refresh(&self.street, bays.iter().map(|(b, _, _)| b), now);
         Ok(Committed {
             rejections: told,
             bays,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod geodata;
 pub mod http;
 pub mod ingest;
+pub mod live;
 pub mod metrics;
 pub mod mqtt;
 pub mod spatial;

@@ -31,7 +31,13 @@ const PING: Duration = Duration::from_secs(2);
 
 /// Starts watching the store for other instances' changes (a thread of its
 /// own), and sets `leading` while this instance holds the lease.
-pub fn spawn(store: Store, street: Arc<Street>, leading: Arc<AtomicBool>, link: MqttLink) {
+pub fn spawn(
+    store: Store,
+    street: Arc<Street>,
+    leading: Arc<AtomicBool>,
+    link: MqttLink,
+    live: Arc<crate::live::Hub>,
+) {
     if store.backend() != crate::store::Backend::Postgres {
         leading.store(true, Ordering::Relaxed);
         return;
@@ -48,7 +54,7 @@ pub fn spawn(store: Store, street: Arc<Street>, leading: Arc<AtomicBool>, link: 
                 match store.watcher() {
                     Ok(Some(mut w)) => {
                         backoff = Duration::from_millis(100);
-                        let e = watch(&mut w, &store, &street, &leading, &link);
+                        let e = watch(&mut w, &store, &street, &leading, &link, &live);
                         leading.store(false, Ordering::Relaxed);
                         if let Err(e) = e {
                             tracing::warn!(error = %e, "lost the store's change notices; \
@@ -78,6 +84,7 @@ fn watch(
     street: &Weak<Street>,
     leading: &AtomicBool,
     link: &MqttLink,
+    live: &crate::live::Hub,
 ) -> Result<(), StoreError> {
     let Some(s) = street.upgrade() else {
         return Ok(());
@@ -99,7 +106,7 @@ fn watch(
         }
         let notices = w.drain()?;
         if !notices.is_empty() {
-            apply(notices, store, &street, link)?;
+            apply(notices, store, &street, link, live)?;
         }
         drop(street);
         if pinged.elapsed() >= PING {
@@ -127,7 +134,13 @@ fn resync(store: &Store, street: &Street, link: &MqttLink) -> Result<(), StoreEr
 }
 
 /// Takes in what the notices name, read back from the store.
-fn apply(n: Notices, store: &Store, street: &Street, link: &MqttLink) -> Result<(), StoreError> {
+fn apply(
+    n: Notices,
+    store: &Store,
+    street: &Street,
+    link: &MqttLink,
+    live: &crate::live::Hub,
+) -> Result<(), StoreError> {
     for road in &n.roads {
         if let Some(layout) = store.current_layout(road)? {
             street.replace_road(layout);
@@ -136,7 +149,9 @@ fn apply(n: Notices, store: &Store, street: &Street, link: &MqttLink) -> Result<
     if !n.bays.is_empty() {
         let ids: Vec<&str> = n.bays.iter().map(String::as_str).collect();
         let states: Vec<(BayId, _)> = store.bay_states_of(&ids)?.into_iter().collect();
-        link.publish_states(street.update_states(states));
+        let changed = street.update_states(states);
+        live.refresh(street, &changed, chrono::Utc::now());
+        link.publish_states(changed);
     }
     Ok(())
 }

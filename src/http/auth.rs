@@ -72,23 +72,29 @@ impl FromRequest for Caller {
                 Some(Ok(h)) => bearer_token(&h)?.to_owned(),
             };
             let state = state.ok_or_else(|| ApiError::Unauthorized("no token store".into()))?;
-            let store = state.store.clone();
-            let hash = hash_token(&token);
-            let record = blocking(move || store.token_by_hash(&hash))
-                .await?
-                .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
-            if record.expired(state.clock.now())
-                && let Some(at) = record.expires_at
-            {
-                return Err(ApiError::Unauthorized(format!(
-                    "the token expired at {}",
-                    crate::clock::rfc3339(at)
-                )));
-            }
-            Ok(Caller {
-                name: record.name,
-                role: record.role,
-            })
+            caller_of(&state, &token).await
         })
     }
+}
+
+/// The caller a token stands for; 401 when the store does not know it (or
+/// has revoked it), or it is past its expiry by the service's clock.
+pub(super) async fn caller_of(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let store = state.store.clone();
+    let hash = hash_token(token);
+    let record = blocking(move || store.token_by_hash(&hash))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the token is not valid".into()))?;
+    if record.expired(state.clock.now())
+        && let Some(at) = record.expires_at
+    {
+        return Err(ApiError::Unauthorized(format!(
+            "the token expired at {}",
+            crate::clock::rfc3339(at)
+        )));
+    }
+    Ok(Caller {
+        name: record.name,
+        role: record.role,
+    })
 }

@@ -31,9 +31,10 @@ use utoipa_swagger_ui::SwaggerUi;
         super::devices::list_devices,
         super::devices::revoke_device,
         super::quarantine::list_quarantine,
+        super::stream::stream,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"))
 )]
 pub struct ApiDoc;
 

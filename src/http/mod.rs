@@ -25,6 +25,7 @@ pub mod public;
 mod quarantine;
 mod roads;
 mod sessions;
+mod stream;
 mod violations;
 
 pub use docs::ApiDoc;
@@ -43,6 +44,10 @@ pub struct AppState {
     pub timezone: chrono_tz::Tz,
     /// Per-client limit on the public endpoints.
     pub limiter: public::RateLimiter,
+    /// The live stream's source.
+    pub live: Arc<crate::live::Hub>,
+    /// How often the live stream sends a heartbeat comment.
+    pub stream_heartbeat: std::time::Duration,
 }
 
 /// Registers every route and the error handlers that keep extractor
@@ -74,6 +79,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/v1")
+            .service(stream::stream)
             .service(roads::list_roads)
             .service(roads::get_layout)
             .service(layouts::put_layout)

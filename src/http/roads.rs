@@ -80,7 +80,10 @@ pub async fn list_roads(
 /// longest HTTP caches honour.
 const IMMUTABLE_MAX_AGE_S: u32 = 31_536_000;
 
-fn road_view(state: &AppState, road_id: &str) -> Result<std::sync::Arc<RoadView>, ApiError> {
+pub(super) fn road_view(
+    state: &AppState,
+    road_id: &str,
+) -> Result<std::sync::Arc<RoadView>, ApiError> {
     let id = parse_id("road_id", road_id, RoadId::parse)?;
     state
         .street

@@ -106,7 +106,7 @@ pub struct ViolationDetail {
     pub history: Vec<HistoryView>,
 }
 
-fn view(
+pub(super) fn view(
     state: &AppState,
     map: &StreetMap,
     r: ViolationRecord,

@@ -679,6 +679,28 @@ impl Store {
         })
     }
 
+    /// Violations filed or changed (by any instance) at or after
+    /// `since_ms` (UTC milliseconds, the writer's clock), oldest change
+    /// first, at most `limit`: what the live stream tells wardens.
+    pub fn violations_changed_since(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, ViolationRecord)>, StoreError> {
+        let rows: Vec<Row> = violations::table
+            .filter(violations::updated_at_ms.ge(since_ms))
+            .order((violations::updated_at_ms, violations::violation_id))
+            .limit(limit)
+            .select(Row::as_select())
+            .load(&mut self.conn()?)?;
+        rows.into_iter()
+            .map(|r| {
+                let at = r.updated_at_ms;
+                Ok((at, ViolationRecord::try_from(r)?))
+            })
+            .collect()
+    }
+
     /// A road's violations with `status` (all when `None`), newest first.
     pub fn violations(
         &self,

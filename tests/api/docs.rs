@@ -16,6 +16,7 @@ fn openapi_lists_every_endpoint() {
         "/v1/roads/{road_id}/bays",
         "/v1/bays/{bay_id}",
         "/v1/roads/{road_id}/violations",
+        "/v1/stream",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }

@@ -22,5 +22,6 @@ mod planning;
 mod public;
 mod roads;
 mod simulator;
+mod stream;
 mod testdb;
 mod violations;

@@ -165,6 +165,8 @@ CREATE INDEX violations_road_status ON violations
     (road_id, status, detected_at_ms DESC, violation_id);
 CREATE INDEX violations_road_time ON violations
     (road_id, detected_at_ms DESC, violation_id);
+-- What changed lately, for the live stream.
+CREATE INDEX violations_changed ON violations (updated_at_ms);
 -- Re-judging a bay reads its overstays; SQLite finds them by scanning a
 -- road's; here they have an index of their own.
 CREATE INDEX violations_bay ON violations (bay_id, kind);
