@@ -13,6 +13,7 @@ use crate::street::Street;
 
 pub mod auth;
 mod bays;
+mod console;
 pub mod devices;
 mod docs;
 mod health;
@@ -65,6 +66,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::JsonConfig::default()
             .error_handler(|e, _| ApiError::BadRequest(format!("bad JSON body: {e}")).into()),
     )
+    .service(console::index)
+    .service(console::asset)
     .service(health::healthz)
     .service(metrics::metrics)
     .service(docs::swagger_ui())

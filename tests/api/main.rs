@@ -6,6 +6,7 @@ mod auth;
 mod bounds;
 mod brokers;
 mod cli;
+mod console;
 mod devices;
 mod docs;
 mod evidence;

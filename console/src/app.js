@@ -1,0 +1,126 @@
+// The console page: the road list with live occupancy, and a map of the
+// chosen road whose bays follow the live stream (/v1/stream) without a
+// reload. Plain ES module; Leaflet is the one dependency (console/package.json).
+import "/console/leaflet.js";
+
+const L = window.L;
+const COLOURS = { free: "#2e9d46", occupied: "#d33b2c", unknown: "#9a9a9a" };
+
+const state = { road: null, map: null, layers: new Map(), items: new Map(), source: null };
+
+async function json(path) {
+  const r = await fetch(path);
+  if (!r.ok) throw new Error(`${path}: ${r.status}`);
+  return r.json();
+}
+
+function setLink(s, text) {
+  const el = document.getElementById("link");
+  el.dataset.state = s;
+  el.textContent = text;
+}
+
+function showCounts(c) {
+  document.getElementById("counts").textContent =
+    `${c.occupied} occupied, ${c.free} free, ${c.unknown} unknown of ${c.bays} bays`;
+}
+
+function showBay(b) {
+  const layer = state.layers.get(b.bay_id);
+  if (layer) {
+    layer.setStyle({ fillColor: COLOURS[b.status] ?? COLOURS.unknown });
+    const el = layer.getElement();
+    if (el) {
+      el.dataset.status = b.status;
+      el.setAttribute("aria-label", `${b.bay_id}: ${b.status}`);
+    }
+    layer.setTooltipContent(`${b.bay_id}: ${b.status}${b.since ? ` since ${b.since}` : ""}`);
+  }
+  const item = state.items.get(b.bay_id);
+  if (item) {
+    item.dataset.status = b.status;
+    item.textContent = `${b.bay_id}: ${b.status}`;
+  }
+}
+
+async function listRoads() {
+  const { roads } = await json("/v1/roads");
+  const ul = document.getElementById("roads");
+  ul.replaceChildren();
+  for (const r of roads) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.road = r.road_id;
+    b.textContent = `${r.name} — ${r.occupied}/${r.bays} occupied`;
+    b.addEventListener("click", () => openRoad(r.road_id));
+    li.append(b);
+    ul.append(li);
+  }
+  return roads;
+}
+
+async function openRoad(roadId) {
+  state.road = roadId;
+  for (const b of document.querySelectorAll("#roads button")) {
+    b.setAttribute("aria-current", String(b.dataset.road === roadId));
+  }
+  const layout = await json(`/v1/roads/${roadId}/layout`);
+  const road = layout.features.find((f) => f.properties.feature_type === "road");
+  const names = [road?.properties.name, road?.properties.name_en].filter(Boolean);
+  document.getElementById("road-title").textContent = names.join(" · ") || roadId;
+
+  if (!state.map) {
+    // No basemap: the layout is the map.
+    state.map = L.map("map", { zoomSnap: 0.25, attributionControl: false });
+  }
+  state.map.eachLayer((l) => state.map.removeLayer(l));
+  state.layers.clear();
+  state.items.clear();
+  const list = document.getElementById("bays");
+  list.replaceChildren();
+  const drawn = L.geoJSON(layout, {
+    style: (f) => {
+      switch (f.properties.feature_type) {
+        case "road": return { color: "#445", weight: 2, dashArray: "6 4" };
+        case "barrier": return { color: "#6b4f2a", weight: 1, fillColor: "#6b4f2a", fillOpacity: 0.8 };
+        default: return { color: "#333", weight: 1, fillColor: COLOURS.unknown, fillOpacity: 0.85 };
+      }
+    },
+    onEachFeature: (f, layer) => {
+      if (f.properties.feature_type !== "bay") return;
+      const id = f.properties.bay_id;
+      state.layers.set(id, layer);
+      layer.bindTooltip(`${id}: unknown`);
+      layer.on("add", () => {
+        const el = layer.getElement();
+        el.dataset.bay = id;
+        el.setAttribute("tabindex", "0");
+        el.setAttribute("role", "button");
+      });
+      const li = document.createElement("li");
+      li.dataset.bay = id;
+      li.dataset.status = "unknown";
+      li.textContent = `${id}: unknown`;
+      state.items.set(id, li);
+      list.append(li);
+    },
+  }).addTo(state.map);
+  state.map.fitBounds(drawn.getBounds(), { padding: [10, 10] });
+  listen(roadId);
+}
+
+function listen(roadId) {
+  state.source?.close();
+  setLink("connecting", "connecting…");
+  // EventSource reconnects by itself; the page says when it is away.
+  const source = new EventSource(`/v1/stream?road=${encodeURIComponent(roadId)}`);
+  state.source = source;
+  source.onopen = () => setLink("live", "live");
+  source.onerror = () => setLink("disconnected", "disconnected: reconnecting…");
+  source.addEventListener("bay", (e) => showBay(JSON.parse(e.data)));
+  source.addEventListener("occupancy", (e) => showCounts(JSON.parse(e.data)));
+}
+
+const roads = await listRoads();
+if (roads.length > 0) await openRoad(roads[0].road_id);

@@ -1,0 +1,64 @@
+//! `GET /`: the console page (contract 6.2), and its assets under
+//! `/console/`, all built into the binary: the page's own ES module and
+//! style (`console/src/`) and Leaflet (`console/node_modules`, from npm,
+//! pinned by `console/package-lock.json`). Nothing is fetched from the
+//! internet, at build's end or at run time.
+
+use actix_web::http::header::{CACHE_CONTROL, ContentType};
+use actix_web::{HttpResponse, get, web};
+
+use super::problem::ApiError;
+
+macro_rules! asset {
+    ($path:literal) => {
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/console/", $path))
+    };
+}
+
+const INDEX: &[u8] = asset!("src/index.html");
+
+/// The page's assets: (name, content type, bytes).
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        asset!("src/style.css"),
+    ),
+    (
+        "leaflet.js",
+        "text/javascript; charset=utf-8",
+        asset!("node_modules/leaflet/dist/leaflet.js"),
+    ),
+    (
+        "leaflet.css",
+        "text/css; charset=utf-8",
+        asset!("node_modules/leaflet/dist/leaflet.css"),
+    ),
+];
+
+/// The console page.
+#[get("/")]
+pub async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(INDEX)
+}
+
+/// One of the page's assets.
+#[get("/console/{name}")]
+pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let (_, kind, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name.as_str())
+        .ok_or_else(|| ApiError::NotFound(format!("no console asset {:?}", name.as_str())))?;
+    Ok(HttpResponse::Ok()
+        .content_type(*kind)
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .body(*body))
+}

@@ -1,0 +1,224 @@
+//! The console page in a real browser: headless Chromium driven over
+//! WebDriver (Debian's `chromium` and `chromium-driver`). It loads `/`,
+//! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
+//! turns its bay red without a reload. A screenshot is kept in
+//! `target/test-artefacts/`. Under CI a missing browser fails the test;
+//! elsewhere it is skipped, loudly.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{at, spawn_app};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    fn start() -> Option<Driver> {
+        let binary = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let (Some(binary), true) = (binary, std::path::Path::new(CHROMIUM).exists()) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI needs headless Chromium: apt-get install chromium chromium-driver"
+            );
+            eprintln!(
+                "SKIPPED: no {CHROMIUM} or chromedriver (apt-get install chromium chromium-driver)"
+            );
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver runs");
+        let driver = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while driver
+            .agent
+            .get(format!("{}/status", driver.base))
+            .call()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(driver)
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let resp = match (method, body) {
+            ("GET", _) => self.agent.get(url).call(),
+            ("DELETE", _) => self.agent.delete(url).call(),
+            (_, body) => self
+                .agent
+                .post(url)
+                .send_json(body.unwrap_or_else(|| json!({}))),
+        };
+        let mut resp = resp.expect("chromedriver answers");
+        resp.body_mut().read_json().expect("WebDriver JSON")
+    }
+}
+
+/// One browser session.
+struct Browser<'a> {
+    driver: &'a Driver,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl<'a> Browser<'a> {
+    fn open(driver: &'a Driver) -> Browser<'a> {
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.path().display())]}}}});
+        let v = driver.call("POST", "/session", Some(caps));
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a WebDriver session: {v}"))
+            .to_owned();
+        Browser {
+            driver,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn go(&self, url: &str) {
+        self.driver.call(
+            "POST",
+            &format!("/session/{}/url", self.session),
+            Some(json!({"url": url})),
+        );
+    }
+
+    /// Runs `script` in the page and gives back its value.
+    fn eval(&self, script: &str) -> Value {
+        self.driver.call(
+            "POST",
+            &format!("/session/{}/execute/sync", self.session),
+            Some(json!({"script": script, "args": []})),
+        )["value"]
+            .clone()
+    }
+
+    fn wait_for(&self, what: &str, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.eval(script) == json!(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Saves a PNG of the page to `target/test-artefacts/NAME.png`.
+    fn screenshot(&self, name: &str) {
+        use base64::Engine;
+        let v = self.driver.call(
+            "GET",
+            &format!("/session/{}/screenshot", self.session),
+            None,
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v["value"].as_str().expect("a screenshot"))
+            .expect("base64 PNG");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artefacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+impl Drop for Browser<'_> {
+    fn drop(&mut self) {
+        self.driver
+            .call("DELETE", &format!("/session/{}", self.session), None);
+    }
+}
+
+#[test]
+fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    app.wait_for_broker();
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road's 136 bays on the map and the stream live",
+        "return document.querySelectorAll('path[data-bay]').length === 136 \
+         && document.getElementById('link').dataset.state === 'live' \
+         && document.getElementById('counts').textContent.includes('of 136 bays')",
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('road-title').textContent"),
+        json!("庆丰路 · Qingfeng Road")
+    );
+    let bay = "document.querySelector('path[data-bay=\"QF-S-014\"]')";
+    assert_eq!(
+        page.eval(&format!("return {bay}.getAttribute('fill')")),
+        json!("#9a9a9a"),
+        "grey while nothing is known"
+    );
+    page.eval("window.__loaded = performance.timeOrigin; return true");
+
+    let sensor = app.mqtt("s-console");
+    sensor.send_events(
+        "s-console",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-1), "bay_id": "QF-S-014"}),
+    );
+    page.wait_for(
+        "QF-S-014 to turn red",
+        &format!(
+            "return {bay}.getAttribute('fill') === '#d33b2c' \
+             && {bay}.dataset.status === 'occupied'"
+        ),
+    );
+    // By colour and by text, in the same page (no reload).
+    assert_eq!(
+        page.eval("return document.querySelector('#bays li[data-bay=\"QF-S-014\"]').textContent"),
+        json!("QF-S-014: occupied")
+    );
+    assert_eq!(
+        page.eval("return window.__loaded === performance.timeOrigin"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    page.screenshot("console-qingfeng-road");
+}
