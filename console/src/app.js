@@ -6,7 +6,95 @@ import "/console/leaflet.js";
 const L = window.L;
 const COLOURS = { free: "#2e9d46", occupied: "#d33b2c", unknown: "#9a9a9a" };
 
-const state = { road: null, map: null, layers: new Map(), items: new Map(), source: null };
+const state = {
+  road: null, map: null, layers: new Map(), items: new Map(), source: null,
+  // The warden's token lives in this tab's session storage only.
+  token: sessionStorage.getItem("kerbside-token"), from: null, markers: null,
+};
+
+function authorised(path, init = {}) {
+  return fetch(path, { ...init, headers: { ...(init.headers ?? {}), Authorization: `Bearer ${state.token}` } });
+}
+
+function say(text, kind = "info") {
+  const el = document.getElementById("warden-message");
+  el.dataset.kind = kind;
+  el.textContent = text;
+}
+
+/// The open violations of the road, nearest first from `state.from`.
+async function listViolations() {
+  if (!state.token || !state.road) return;
+  const near = state.from ? `&near=${state.from.lng},${state.from.lat}` : "";
+  const r = await authorised(`/v1/roads/${state.road}/violations?status=open${near}`);
+  if (!r.ok) {
+    const p = await r.json().catch(() => ({}));
+    say(`${r.status}: ${p.detail ?? "the violations cannot be read"}`, "error");
+    return;
+  }
+  const { violations } = await r.json();
+  const list = document.getElementById("violations");
+  list.replaceChildren();
+  state.markers?.clearLayers();
+  state.markers ??= L.layerGroup().addTo(state.map);
+  for (const v of violations) {
+    const li = document.createElement("li");
+    li.dataset.violation = v.violation_id;
+    li.dataset.status = v.status;
+    const status = document.createElement("span");
+    status.className = "status";
+    status.textContent = v.status;
+    const where = v.bay_id ?? "off-bay";
+    const far = v.distance_m != null ? `, ${Math.round(v.distance_m)} m` : "";
+    const text = document.createElement("span");
+    text.textContent = `${v.kind} at ${where}${far}${v.plate ? `, ${v.plate}` : ""} (since ${v.started_at})`;
+    const note = document.createElement("input");
+    note.placeholder = "note";
+    note.setAttribute("aria-label", `note for ${v.violation_id}`);
+    li.append(text, " ", status, " ", note);
+    for (const action of ["ticket", "dismiss"]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.dataset.action = action;
+      b.textContent = action === "ticket" ? "Ticket" : "Dismiss";
+      b.addEventListener("click", () => act(v.violation_id, action, note.value));
+      li.append(" ", b);
+    }
+    list.append(li);
+    if (v.position) {
+      L.circleMarker([v.position.lat, v.position.lon], { radius: 7, color: "#a31d12", fillOpacity: 0.9 })
+        .bindPopup(`${v.kind} at ${where}: ${v.status}`)
+        .addTo(state.markers);
+    }
+  }
+}
+
+async function act(id, action, note) {
+  const r = await authorised(`/v1/violations/${id}/${action}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(note ? { note } : {}),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (r.ok) {
+    say(`${id}: ${body.status}`);
+  } else if (r.status === 409) {
+    say(`${id} was already handled by someone else: ${body.detail}`, "error");
+  } else {
+    say(`${r.status}: ${body.detail ?? "refused"}`, "error");
+  }
+  await listViolations();
+}
+
+document.getElementById("warden-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  state.token = document.getElementById("token").value.trim() || null;
+  if (state.token) sessionStorage.setItem("kerbside-token", state.token);
+  else sessionStorage.removeItem("kerbside-token");
+  document.getElementById("warden").hidden = !state.token;
+  if (state.road) listen(state.road);
+  await listViolations();
+});
 
 async function json(path) {
   const r = await fetch(path);
@@ -107,19 +195,41 @@ async function openRoad(roadId) {
     },
   }).addTo(state.map);
   state.map.fitBounds(drawn.getBounds(), { padding: [10, 10] });
+  state.markers = L.layerGroup().addTo(state.map);
+  state.map.off("click");
+  state.map.on("click", (e) => {
+    state.from = e.latlng;
+    document.getElementById("from").textContent = `${e.latlng.lat.toFixed(5)}, ${e.latlng.lng.toFixed(5)}`;
+    listViolations();
+  });
+  document.getElementById("warden").hidden = !state.token;
   listen(roadId);
+  await listViolations();
 }
 
 function listen(roadId) {
   state.source?.close();
   setLink("connecting", "connecting…");
   // EventSource reconnects by itself; the page says when it is away.
-  const source = new EventSource(`/v1/stream?road=${encodeURIComponent(roadId)}`);
+  const token = state.token ? `&token=${encodeURIComponent(state.token)}` : "";
+  const source = new EventSource(`/v1/stream?road=${encodeURIComponent(roadId)}${token}`);
   state.source = source;
   source.onopen = () => setLink("live", "live");
   source.onerror = () => setLink("disconnected", "disconnected: reconnecting…");
   source.addEventListener("bay", (e) => showBay(JSON.parse(e.data)));
   source.addEventListener("occupancy", (e) => showCounts(JSON.parse(e.data)));
+  // A violation filed anywhere joins the list; one handled elsewhere
+  // shows its new status in place (acting on it then says so plainly).
+  source.addEventListener("violation", (e) => {
+    const v = JSON.parse(e.data);
+    const li = document.querySelector(`#violations li[data-violation="${v.violation_id}"]`);
+    if (li) {
+      li.dataset.status = v.status;
+      li.querySelector(".status").textContent = v.status;
+    } else if (v.status === "open") {
+      listViolations();
+    }
+  });
 }
 
 const roads = await listRoads();

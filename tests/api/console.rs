@@ -222,3 +222,117 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
     );
     page.screenshot("console-qingfeng-road");
 }
+
+#[test]
+fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    app.wait_for_broker();
+    let (warden, other) = (
+        app.token(kerbside::domain::auth::Role::Warden),
+        app.token(kerbside::domain::auth::Role::Warden),
+    );
+    let hh = app.mqtt("hh-console");
+    let (lon, lat) = crate::violations::footway_point();
+    hh.send_events(
+        "hh-console",
+        &json!([
+            {"event_id": "van-1", "type": "report", "observed_at": at(-2), "category": "footway_parking",
+             "position": {"lon": lon, "lat": lat}},
+            {"event_id": "van-2", "type": "report", "observed_at": at(-1), "category": "obstruction",
+             "position": {"lon": lon + 0.0003, "lat": lat}},
+        ]),
+    );
+    crate::helpers::wait_until("both filed", || {
+        app.get_as("/v1/roads/qingfeng-road/violations", &warden)
+            .json()["violations"]
+            .as_array()
+            .is_some_and(|v| v.len() == 2)
+    });
+    let list = app
+        .get_as("/v1/roads/qingfeng-road/violations", &warden)
+        .json();
+    let id_of = |kind: &str| {
+        list["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["kind"] == kind)
+            .unwrap()["violation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (mine, theirs) = (id_of("footway_parking"), id_of("obstruction"));
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    page.eval(&format!(
+        "document.getElementById('token').value = '{warden}'; \
+         document.getElementById('warden-form').requestSubmit(); return true"
+    ));
+    page.wait_for(
+        "the two open violations listed, and their markers",
+        "return document.querySelectorAll('#violations li').length === 2 \
+         && document.querySelectorAll('path.leaflet-interactive[stroke=\"#a31d12\"]').length === 2",
+    );
+
+    // Ticketed from the page, with a note.
+    let item =
+        |id: &str| format!("document.querySelector('#violations li[data-violation=\"{id}\"]')");
+    page.eval(&format!(
+        "{m}.querySelector('input').value = 'van on the footway, plate photographed'; \
+         {m}.querySelector('button[data-action=\"ticket\"]').click(); return true",
+        m = item(&mine)
+    ));
+    page.wait_for(
+        "the page to say it is ticketed",
+        &format!(
+            "return document.getElementById('warden-message').textContent === '{mine}: ticketed'"
+        ),
+    );
+    let v = app
+        .get_as(&format!("/v1/violations/{mine}"), &warden)
+        .json();
+    assert_eq!(v["status"], "ticketed");
+    let last = v["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["status"].as_str(), last["note"].as_str()),
+        (
+            Some("ticketed"),
+            Some("van on the footway, plate photographed")
+        )
+    );
+
+    // Another warden tickets the other one; the page shows it, and a
+    // dismissal from the page then gets the 409, said plainly.
+    let r = app.post_as(&format!("/v1/violations/{theirs}/ticket"), &other, "");
+    assert_eq!(r.status, 200);
+    page.wait_for(
+        "the other warden's ticket to show in the page",
+        &format!("return {}.dataset.status === 'ticketed'", item(&theirs)),
+    );
+    page.eval(&format!(
+        "{}.querySelector('button[data-action=\"dismiss\"]').click(); return true",
+        item(&theirs)
+    ));
+    page.wait_for(
+        "the 409 to be shown",
+        "const m = document.getElementById('warden-message'); \
+         return m.dataset.kind === 'error' && m.textContent.includes('already handled by someone else') \
+         && m.textContent.includes('already ticketed')",
+    );
+    assert_eq!(
+        app.get_as(&format!("/v1/violations/{theirs}"), &warden)
+            .json()["status"],
+        "ticketed",
+        "the dismissal changed nothing"
+    );
+    page.screenshot("console-warden");
+}
