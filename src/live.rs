@@ -172,8 +172,9 @@ pub fn spawn(
         let mut tick = tokio::time::interval(VIOLATIONS_EVERY);
         let mut swept = std::time::Instant::now();
         let mut since = crate::store::to_ms(clock.now());
-        // (id, updated_at) told within the overlap.
-        let mut told: HashMap<String, i64> = HashMap::new();
+        // Per violation told within the overlap: its change time and what
+        // it was told as (two changes may share a millisecond).
+        let mut told: HashMap<String, (i64, String)> = HashMap::new();
         loop {
             tick.tick().await;
             if swept.elapsed() >= sweep_every {
@@ -209,13 +210,14 @@ pub fn spawn(
                 };
             for (at, v) in changed {
                 since = since.max(at);
-                if told.get(&v.violation_id) == Some(&at) {
+                let seen = (at, format!("{}/{:?}", v.status.as_str(), v.ended_at));
+                if told.get(&v.violation_id) == Some(&seen) {
                     continue;
                 }
-                told.insert(v.violation_id.clone(), at);
+                told.insert(v.violation_id.clone(), seen);
                 hub.violation(v);
             }
-            told.retain(|_, at| *at >= since - VIOLATIONS_OVERLAP_MS);
+            told.retain(|_, (at, _)| *at >= since - VIOLATIONS_OVERLAP_MS);
         }
     });
 }

@@ -131,6 +131,25 @@ function showBay(b) {
   }
 }
 
+/// A bay's popup: what the layout says of it, and its live status.
+function bayDetails(p, status) {
+  const div = document.createElement("div");
+  div.className = "bay-details";
+  const rows = [
+    ["bay", p.bay_id],
+    ["status", status],
+    ["kind", p.kind],
+    ["limit", p.max_stay_minutes ? `${p.max_stay_minutes} min` : "none"],
+    ["enforced", p.enforced_hours ?? "always"],
+  ];
+  for (const [k, v] of rows) {
+    const line = document.createElement("div");
+    line.textContent = `${k}: ${v}`;
+    div.append(line);
+  }
+  return div;
+}
+
 async function listRoads() {
   const { roads } = await json("/v1/roads");
   const ul = document.getElementById("roads");
@@ -180,11 +199,16 @@ async function openRoad(roadId) {
       const id = f.properties.bay_id;
       state.layers.set(id, layer);
       layer.bindTooltip(`${id}: unknown`);
+      // A bay's details on click, or Enter when it has the focus.
+      layer.bindPopup(() => bayDetails(f.properties, layer.getElement()?.dataset.status ?? "unknown"));
       layer.on("add", () => {
         const el = layer.getElement();
         el.dataset.bay = id;
         el.setAttribute("tabindex", "0");
         el.setAttribute("role", "button");
+        el.addEventListener("keydown", (e) => {
+          if (e.key === "Enter" || e.key === " ") layer.openPopup();
+        });
       });
       const li = document.createElement("li");
       li.dataset.bay = id;

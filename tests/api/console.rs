@@ -220,6 +220,14 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
         json!(true),
         "the page was not reloaded"
     );
+    // Its details, from the keyboard: focus and Enter.
+    page.eval(&format!(
+        "{bay}.focus(); {bay}.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter'}})); return true"
+    ));
+    page.wait_for(
+        "the bay's details",
+        "const d = document.querySelector('.leaflet-popup .bay-details');          return !!d && d.textContent.includes('bay: QF-S-014') && d.textContent.includes('status: occupied')          && d.textContent.includes('limit: 120 min') && d.textContent.includes('enforced: 08:00-20:00')",
+    );
     page.screenshot("console-qingfeng-road");
 }
 
@@ -310,6 +318,13 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         )
     );
 
+    page.wait_for(
+        "the list to drop the ticketed one",
+        &format!(
+            "return document.querySelectorAll('#violations li').length === 1 && !!{}",
+            item(&theirs)
+        ),
+    );
     // Another warden tickets the other one; the page shows it, and a
     // dismissal from the page then gets the 409, said plainly.
     let r = app.post_as(&format!("/v1/violations/{theirs}/ticket"), &other, "");
