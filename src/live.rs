@@ -67,10 +67,16 @@ impl Hub {
         bays: impl IntoIterator<Item = &'a BayId>,
         now: DateTime<Utc>,
     ) {
+        let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
+        if self.tx.receiver_count() == 0 {
+            // Nobody listens: nothing is computed, and nothing is kept (a
+            // listener starts from the road as it stands).
+            told.clear();
+            return;
+        }
         let map = street.map();
         let mut roads: Vec<RoadId> = Vec::new();
         {
-            let mut told = self.told.lock().unwrap_or_else(|e| e.into_inner());
             for bay in bays {
                 let Some((road, _)) = map.bay(bay) else {
                     continue;
@@ -82,32 +88,22 @@ impl Hub {
                 }
                 told.insert(bay.clone(), now_told);
                 let road_id = road.info.road_id.clone();
-                if self.tx.receiver_count() > 0 {
-                    let data = json!({
-                        "bay_id": bay.as_str(),
-                        "road_id": road_id.as_str(),
-                        "status": report.status.as_str(),
-                        "since": report.since.map(crate::clock::rfc3339),
-                    });
-                    let _ = self.tx.send(Live::Bay {
-                        road: road_id.clone(),
-                        data: data.to_string().into(),
-                    });
-                }
+                let _ = self.tx.send(Live::Bay {
+                    road: road_id.clone(),
+                    data: bay_data(bay, &road_id, report).into(),
+                });
                 if !roads.contains(&road_id) {
                     roads.push(road_id);
                 }
             }
         }
-        if self.tx.receiver_count() == 0 {
-            return;
-        }
+        drop(told);
         for road in roads {
             if let Some(view) = map.road(&road) {
                 let data = occupancy(street, view, now);
                 let _ = self.tx.send(Live::Occupancy {
                     road,
-                    data: data.to_string().into(),
+                    data: serde_json::to_string(&data).unwrap_or_default().into(),
                 });
             }
         }
@@ -126,28 +122,19 @@ pub fn occupancy(
     street: &Street,
     view: &crate::street::RoadView,
     now: DateTime<Utc>,
-) -> serde_json::Value {
-    let counts = street.counts(view, now);
-    let by_kind: serde_json::Map<String, serde_json::Value> = counts
-        .by_kind
-        .iter()
-        .map(|(k, c)| {
-            (
-                k.as_str().to_owned(),
-                json!({"bays": c.bays, "occupied": c.occupied, "free": c.free, "unknown": c.unknown}),
-            )
-        })
-        .collect();
+) -> crate::http::OccupancyResponse {
+    crate::http::OccupancyResponse::of(street, view, now)
+}
+
+/// A `bay` message's data: `{"bay_id", "road_id", "status", "since"}`.
+pub fn bay_data(bay: &BayId, road: &RoadId, report: crate::domain::occupancy::Report) -> String {
     json!({
-        "road_id": view.info.road_id.as_str(),
-        "as_of": crate::clock::rfc3339(now),
-        "bays": counts.all.bays,
-        "occupied": counts.all.occupied,
-        "free": counts.all.free,
-        "unknown": counts.all.unknown,
-        "occupancy_rate": counts.all.occupancy_rate(),
-        "by_kind": by_kind,
+        "bay_id": bay.as_str(),
+        "road_id": road.as_str(),
+        "status": report.status.as_str(),
+        "since": report.since.map(crate::clock::rfc3339),
     })
+    .to_string()
 }
 
 /// How often the store is asked for violations changed since the last look.

@@ -31,6 +31,7 @@ mod violations;
 
 pub use docs::ApiDoc;
 use problem::ApiError;
+pub use roads::OccupancyResponse;
 
 /// What every handler can reach.
 pub struct AppState {

@@ -255,22 +255,33 @@ pub async fn get_occupancy(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let view = road_view(&state, &path)?;
-    let now = state.clock.now();
-    let counts = state.street.counts(&view, now);
-    Ok(HttpResponse::Ok().json(OccupancyResponse {
-        road_id: view.info.road_id.to_string(),
-        as_of: now,
-        bays: counts.all.bays,
-        occupied: counts.all.occupied,
-        free: counts.all.free,
-        unknown: counts.all.unknown,
-        occupancy_rate: counts.all.occupancy_rate(),
-        by_kind: counts
-            .by_kind
-            .into_iter()
-            .map(|(k, c)| (k.as_str().to_owned(), c.into()))
-            .collect(),
-    }))
+    Ok(HttpResponse::Ok().json(OccupancyResponse::of(
+        &state.street,
+        &view,
+        state.clock.now(),
+    )))
+}
+
+impl OccupancyResponse {
+    /// The road's counts at `now`: this answer, and the live stream's
+    /// `occupancy` message.
+    pub fn of(street: &crate::street::Street, view: &RoadView, now: DateTime<Utc>) -> Self {
+        let counts = street.counts(view, now);
+        OccupancyResponse {
+            road_id: view.info.road_id.to_string(),
+            as_of: now,
+            bays: counts.all.bays,
+            occupied: counts.all.occupied,
+            free: counts.all.free,
+            unknown: counts.all.unknown,
+            occupancy_rate: counts.all.occupancy_rate(),
+            by_kind: counts
+                .by_kind
+                .into_iter()
+                .map(|(k, c)| (k.as_str().to_owned(), c.into()))
+                .collect(),
+        }
+    }
 }
 
 /// Adds `status` and `since` to a bay feature's properties.

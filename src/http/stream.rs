@@ -118,15 +118,13 @@ pub async fn stream(
     let mut pending = VecDeque::new();
     if let Some(view) = &view {
         let counts = crate::live::occupancy(&state.street, view, now);
-        pending.push_back(message("occupancy", &counts.to_string()));
+        pending.push_back(message(
+            "occupancy",
+            &serde_json::to_string(&counts).unwrap_or_default(),
+        ));
         for (bay, report) in view.layout.bays.iter().zip(state.street.reports(view, now)) {
-            let data = serde_json::json!({
-                "bay_id": bay.bay_id.as_str(),
-                "road_id": view.info.road_id.as_str(),
-                "status": report.status.as_str(),
-                "since": report.since.map(crate::clock::rfc3339),
-            });
-            pending.push_back(message("bay", &data.to_string()));
+            let data = crate::live::bay_data(&bay.bay_id, &view.info.road_id, report);
+            pending.push_back(message("bay", &data));
         }
     }
     let every = state.stream_heartbeat;

@@ -8,7 +8,6 @@
 
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Double, Nullable, Text};
 
 use super::StoreError;
@@ -56,87 +55,30 @@ impl<'a> From<&'a EventRecord> for NewEvent<'a> {
 }
 
 /// Stores one event unless its `(device_id, event_id)` is stored already:
-/// `true` when it is new.
+/// `true` when it is new (the store's tests add events one at a time).
+#[cfg(test)]
 pub(super) fn insert_event(conn: &mut Db, rec: &EventRecord) -> Result<bool, StoreError> {
-    // One single-row statement per event: diesel caches it prepared,
-    // which beats preparing a large multi-row statement per batch.
-    let inserted = match conn {
-        Db::Sqlite(c) => diesel::insert_into(events::table)
-            .values(NewEvent::from(rec))
-            .on_conflict((events::device_id, events::event_id))
-            .do_nothing()
-            .execute(c)?,
-        Db::Pg(c) => PgInsertEvent(NewEvent::from(rec)).execute(c)?,
-    };
-    Ok(inserted == 1)
+    Ok(insert_events(conn, std::slice::from_ref(rec))?[0])
 }
-
-/// The key into `event_keys` and, only when the key was new, the event into
-/// `events`: one statement, so one round trip per event. A concurrent
-/// insert of the same key (another instance) waits for the first to
-/// commit, then finds the key and inserts nothing. Written by hand rather
-/// than with `sql_query` so that diesel caches it prepared, as it does the
-/// SQLite insert (a `sql_query` is prepared anew each time, a second round
-/// trip).
-struct PgInsertEvent<'a>(NewEvent<'a>);
-
-impl QueryId for PgInsertEvent<'_> {
-    type QueryId = PgInsertEvent<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl QueryFragment<Pg> for PgInsertEvent<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let e = &self.0;
-        out.push_sql(
-            "WITH k AS (INSERT INTO event_keys (device_id, event_id, observed_at_ms) VALUES (",
-        );
-        out.push_bind_param::<Text, _>(&e.device_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&e.event_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&e.observed_at_ms)?;
-        out.push_sql(
-            ") ON CONFLICT DO NOTHING RETURNING 1) \
-             INSERT INTO events (device_id, event_id, event_type, observed_at_ms, \
-             received_at_ms, bay_id, road_id, lon, lat, plate, category, note) SELECT ",
-        );
-        out.push_bind_param::<Text, _>(&e.device_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&e.event_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&e.event_type)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&e.observed_at_ms)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&e.received_at_ms)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&e.bay_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&e.road_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Double>, _>(&e.lon)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Double>, _>(&e.lat)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&e.plate)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&e.category)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Text>, _>(&e.note)?;
-        out.push_sql(" FROM k");
-        Ok(())
-    }
-}
-
-impl RunQueryDsl<diesel::pg::PgConnection> for PgInsertEvent<'_> {}
 
 /// Stores a batch's events, each unless its `(device_id, event_id)` is
 /// stored already (or came earlier in the batch): per event, in order,
 /// `true` when it is new.
 pub(super) fn insert_events(conn: &mut Db, recs: &[EventRecord]) -> Result<Vec<bool>, StoreError> {
     match conn {
-        Db::Sqlite(_) => recs.iter().map(|r| insert_event(conn, r)).collect(),
+        // One cached single-row statement per event: no round trip here,
+        // and diesel keeps it prepared.
+        Db::Sqlite(c) => recs
+            .iter()
+            .map(|r| {
+                let n = diesel::insert_into(events::table)
+                    .values(NewEvent::from(r))
+                    .on_conflict((events::device_id, events::event_id))
+                    .do_nothing()
+                    .execute(c)?;
+                Ok(n == 1)
+            })
+            .collect(),
         Db::Pg(c) => {
             let mut fresh = vec![false; recs.len()];
             // The first of each key in the batch goes to the store; any

@@ -191,11 +191,7 @@ impl Store {
         self.write(|conn| {
             lock_bays(conn, named.iter().copied())?;
             let stored = load_states(conn, &named)?;
-            let current: HashMap<BayId, BayState> = stored
-                .iter()
-                .map(|(b, (s, _))| (b.clone(), s.clone()))
-                .collect();
-            let current = &current;
+            let current = |bay: &BayId| stored.get(bay).map(|(s, _)| s);
             let mut result = BatchResult::default();
             let mut by_bay: Vec<(&BayId, &str, &Event)> = Vec::new();
             let fresh = super::events::insert_events(conn, &batch.events)?;
@@ -241,7 +237,7 @@ impl Store {
             let mut sessions = SessionWrites::default();
             for (bay, road, e) in by_bay {
                 roads.insert(bay, road);
-                let state = result.states.get(bay).or_else(|| current.get(bay)).cloned();
+                let state = result.states.get(bay).or_else(|| current(bay)).cloned();
                 match apply(state.as_ref(), e.observed_at, signal(e)) {
                     Applied::Next(next, ops) => {
                         sessions.take(bay, road, state.as_ref(), ops);
@@ -276,7 +272,7 @@ impl Store {
                 };
                 let limit = Duration::minutes(i64::from(max)) + enf.grace;
                 let over = [
-                    current.get(bay).and_then(|p| p.open.as_ref()),
+                    current(bay).and_then(|p| p.open.as_ref()),
                     next.open.as_ref(),
                 ]
                 .into_iter()
