@@ -199,6 +199,7 @@ impl Application {
                 staleness: Duration::minutes(i64::from(settings.staleness_minutes)),
             },
             keep_plates: Duration::hours(i64::from(settings.keep_plates_hours)),
+            keep_contacts: Duration::days(i64::from(settings.keep_contacts_days)),
             live: live.clone(),
         };
         // Only an external broker can spread events over several instances.
@@ -223,6 +224,7 @@ impl Application {
             },
             ingestor,
         );
+        crate::notify::spawn(store.clone(), clock.clone(), leading.clone());
         crate::sync::spawn(
             store.clone(),
             street.clone(),

@@ -42,6 +42,11 @@ pub enum Command {
         #[command(subcommand)]
         action: DeviceCommand,
     },
+    /// Add and list the parties told of cases (contract 6.4).
+    Party {
+        #[command(subcommand)]
+        action: PartyCommand,
+    },
     /// Write a Mosquitto 2 configuration that enforces device access, and
     /// print the --mqtt-url kerbside must then be given, alone on its line.
     MosquittoConf {
@@ -60,6 +65,25 @@ pub enum Command {
         #[arg(long, env = "KERBSIDE_MQTT_SHARE_GROUP", default_value = "kerbside",
             value_parser = share_group)]
         mqtt_share_group: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+/// Party subcommands (contract section 6.4).
+#[derive(Debug, Subcommand)]
+pub enum PartyCommand {
+    /// Add a party from the JSON that `POST /v1/parties` takes (a file, or
+    /// `-` for standard input) and print its webhook secret once, alone on
+    /// its line.
+    Add {
+        #[arg(long)]
+        file: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List the parties, one a line (never a secret).
+    List {
         #[command(flatten)]
         database: DatabaseArgs,
     },
@@ -287,6 +311,11 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_KEEP_PLATES_HOURS", default_value_t = 24,
           value_parser = clap::value_parser!(u32).range(1..=8760))]
     pub keep_plates_hours: u32,
+    /// Days a complaint's contact details are kept, then erased (the
+    /// complaint itself stays).
+    #[arg(long, env = "KERBSIDE_KEEP_CONTACTS_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub keep_contacts_days: u32,
     /// Requests a minute each client may make to the public endpoints.
     #[arg(long, env = "KERBSIDE_PUBLIC_RATE_PER_MINUTE", default_value_t = 600,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -344,6 +373,7 @@ impl Settings {
             timezone: chrono_tz::Asia::Shanghai,
             overstay_grace_minutes: 0,
             keep_plates_hours: 24,
+            keep_contacts_days: 90,
             public_rate_per_minute: 600,
             devices: DeviceMode::Registered,
             trusted_proxies: Vec::new(),
@@ -364,6 +394,7 @@ mod tests {
         assert_eq!(cli.serve.geodata, d.geodata);
         assert_eq!(cli.serve.staleness_minutes, d.staleness_minutes);
         assert_eq!(cli.serve.keep_plates_hours, d.keep_plates_hours);
+        assert_eq!(cli.serve.keep_contacts_days, d.keep_contacts_days);
         assert_eq!(cli.serve.keep_history_days, d.keep_history_days);
         assert_eq!(cli.serve.retention_days, d.retention_days);
     }

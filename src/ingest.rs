@@ -60,6 +60,8 @@ pub struct Ingestor {
     /// How long a plate stays readable once nothing needs it
     /// (`--keep-plates-hours`).
     pub keep_plates: Duration,
+    /// How long a complaint's contact is kept (`--keep-contacts-days`).
+    pub keep_contacts: Duration,
     /// The live stream: told of every committed change.
     pub live: Arc<crate::live::Hub>,
 }
@@ -156,6 +158,7 @@ impl Ingestor {
                 };
                 match outcome.and_then(|e| place(&map, e)) {
                     Ok((event, bay_id, road_id)) => events.push(EventRecord {
+                        place: event.position.or_else(|| bay_centre(&map, bay_id.as_ref())),
                         event,
                         bay_id,
                         road_id,
@@ -417,6 +420,8 @@ pub struct SweepMemo {
     round: u64,
     /// When plates were last erased (by the service's clock).
     erased_at: Option<DateTime<Utc>>,
+    /// When complaints' contacts were last erased (by the service's clock).
+    contacts_erased_at: Option<DateTime<Utc>>,
 }
 
 /// Minutes of the service's clock between two plate erasure passes.
@@ -524,6 +529,31 @@ impl Ingestor {
     }
 }
 
+impl Ingestor {
+    /// Escalates the cases whose deadline has passed by the service's
+    /// clock, and, at most once every ten minutes of it, erases the
+    /// contacts of complaints older than `keep_contacts` (blocking).
+    /// Returns how many cases were escalated.
+    pub fn sweep_cases(&self, memo: &mut SweepMemo) -> Result<usize, StoreError> {
+        let now = self.clock.now();
+        let escalated = self.store.escalate_due_cases(now)?;
+        if escalated > 0 {
+            tracing::info!(cases = escalated, "cases past their deadline escalated");
+        }
+        if memo
+            .contacts_erased_at
+            .is_none_or(|t| now - t >= Duration::minutes(ERASE_EVERY_MINUTES))
+        {
+            let n = self.store.erase_contacts(now - self.keep_contacts)?;
+            if n > 0 {
+                tracing::info!(complaints = n, "erased contacts past their keeping time");
+            }
+            memo.contacts_erased_at = Some(now);
+        }
+        Ok(escalated)
+    }
+}
+
 /// Resolves an event's bay and road: a named bay must be on a current
 /// layout; a position is placed on the street.
 fn place(
@@ -569,4 +599,18 @@ fn place(
             Err(reject(&e, Reason::NoBayNearby, detail))
         }
     }
+}
+
+/// The centre of a bay of the current layouts, WGS 84.
+fn bay_centre(
+    map: &crate::street::StreetMap,
+    bay: Option<&BayId>,
+) -> Option<crate::domain::events::Position> {
+    use geo::Centroid;
+    let (_, bay) = map.bay(bay?)?;
+    let c = bay.polygon.centroid()?;
+    Some(crate::domain::events::Position {
+        lon: c.x(),
+        lat: c.y(),
+    })
 }

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod live;
 pub mod metrics;
 pub mod mqtt;
+pub mod notify;
 pub mod spatial;
 pub mod store;
 pub mod street;

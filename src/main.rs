@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use kerbside::app::Application;
 use kerbside::clock::{Clock, SystemClock, rfc3339};
-use kerbside::config::{Cli, Command, DeviceCommand, Settings, TokenCommand};
+use kerbside::config::{Cli, Command, DeviceCommand, PartyCommand, Settings, TokenCommand};
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::domain::devices::{DeviceKind, check_name, generate_password};
 use kerbside::domain::ids::DeviceId;
@@ -40,6 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(settings)) => serve(settings),
         Some(Command::Token { action }) => token(action),
         Some(Command::Device { action }) => device(action),
+        Some(Command::Party { action }) => party(action),
         Some(Command::MosquittoConf {
             out,
             listen,
@@ -128,6 +129,43 @@ fn token(action: TokenCommand) -> anyhow::Result<()> {
 
 /// `kerbside device add|revoke|list`: straight to the store; a running
 /// service notices within a few seconds.
+fn party(action: PartyCommand) -> anyhow::Result<()> {
+    match action {
+        PartyCommand::Add { file, database } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let input: kerbside::domain::cases::PartyInput = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a party's JSON", file.display()))?;
+            let party = kerbside::http::cases::new_party(input).map_err(|e| anyhow::anyhow!(e))?;
+            let store = Store::open(&database.database_url)?;
+            store
+                .add_party(&party, SystemClock.now())
+                .context("cannot add the party")?;
+            println!("{}", party.webhook_secret);
+            Ok(())
+        }
+        PartyCommand::List { database } => {
+            let store = Store::open(&database.database_url)?;
+            for p in store.parties()? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{} min\t{}",
+                    p.party_id,
+                    p.kind.as_str(),
+                    p.webhook_format.as_str(),
+                    p.webhook_url,
+                    p.deadline_minutes,
+                    p.name
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 fn device(action: DeviceCommand) -> anyhow::Result<()> {
     let parse = |id: &str| DeviceId::parse(id).map_err(|e| anyhow::anyhow!("--id {id:?} {e}"));
     match action {

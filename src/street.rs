@@ -204,6 +204,17 @@ impl StreetMap {
         Placement::Nowhere
     }
 
+    /// The road whose centre line is nearest a WGS 84 position, within
+    /// `metres`.
+    pub fn nearest_road(&self, p: Position, metres: f64) -> Option<&RoadId> {
+        let point = Point::new(p.lon, p.lat);
+        self.index
+            .nearest_road(point, metres, |r| {
+                &self.ordered[r as usize].layout.road.centre_line
+            })
+            .map(|(r, _)| &self.ordered[r as usize].info.road_id)
+    }
+
     /// A road by id.
     pub fn road(&self, id: &RoadId) -> Option<&Arc<RoadView>> {
         self.roads.get(id)

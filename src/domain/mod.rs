@@ -4,6 +4,7 @@
 //! argument, so every rule is exact under test.
 
 pub mod auth;
+pub mod cases;
 pub mod crs;
 pub mod devices;
 pub mod enforcement;

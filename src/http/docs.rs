@@ -32,9 +32,17 @@ use utoipa_swagger_ui::SwaggerUi;
         super::devices::revoke_device,
         super::quarantine::list_quarantine,
         super::stream::stream,
+        super::cases::add_party,
+        super::cases::list_parties,
+        super::cases::open_case,
+        super::cases::list_cases,
+        super::cases::get_case,
+        super::cases::resolve_case,
+        super::cases::file_complaint,
+        super::cases::get_complaint,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"))
 )]
 pub struct ApiDoc;
 

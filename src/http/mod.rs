@@ -13,6 +13,7 @@ use crate::street::Street;
 
 pub mod auth;
 mod bays;
+pub mod cases;
 mod console;
 pub mod devices;
 mod docs;
@@ -76,6 +77,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1/public")
             .service(public::free_spaces)
             .service(public::public_roads)
+            .service(cases::file_complaint)
+            .service(cases::get_complaint)
             .route(
                 "/{tail:.*}",
                 web::method(actix_web::http::Method::OPTIONS).to(public::preflight),
@@ -99,7 +102,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(devices::create_device)
             .service(devices::list_devices)
             .service(devices::revoke_device)
-            .service(quarantine::list_quarantine),
+            .service(quarantine::list_quarantine)
+            .service(cases::add_party)
+            .service(cases::list_parties)
+            .service(cases::open_case)
+            .service(cases::list_cases)
+            .service(cases::get_case)
+            .service(cases::resolve_case),
     )
     .default_service(web::to(not_found));
 }

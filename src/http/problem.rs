@@ -47,6 +47,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Well-formed, but not acceptable (422).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("too many requests from this client; retry after {retry_after} s")]
     TooManyRequests { retry_after: u64 },
     #[error("{detail}")]
@@ -72,7 +75,9 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
-            ApiError::Invalid { .. } => ("validation", "Validation failed"),
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
+                ("validation", "Validation failed")
+            }
             ApiError::Store(_) => ("store-unavailable", "Store unavailable"),
         }
     }
@@ -90,7 +95,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -154,6 +154,14 @@ pub(super) fn cacheable(mut res: HttpResponse, max_age_s: u32, immutable: bool) 
     res
 }
 
+/// Lets a page of any origin read the answer (a kiosk's, a city's).
+pub(super) fn cors(mut res: HttpResponse) -> HttpResponse {
+    use actix_web::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue};
+    res.headers_mut()
+        .insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    res
+}
+
 fn public(mut res: HttpResponse) -> HttpResponse {
     let h = res.headers_mut();
     use actix_web::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, HeaderValue};
@@ -423,7 +431,7 @@ pub async fn preflight() -> HttpResponse {
     };
     HttpResponse::NoContent()
         .insert_header((ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .insert_header((ACCESS_CONTROL_ALLOW_METHODS, "GET, OPTIONS"))
+        .insert_header((ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
         .insert_header((ACCESS_CONTROL_ALLOW_HEADERS, "Content-Type"))
         .insert_header((ACCESS_CONTROL_MAX_AGE, "86400"))
         .finish()

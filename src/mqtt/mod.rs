@@ -730,6 +730,9 @@ async fn sweep_loop(
             if let Err(e) = ing.erase_plates(&mut known) {
                 tracing::error!(error = %e, "cannot erase old plates; will retry");
             }
+            if let Err(e) = ing.sweep_cases(&mut known) {
+                tracing::error!(error = %e, "cannot escalate cases past their deadline; will retry");
+            }
             (known, filed)
         })
         .await

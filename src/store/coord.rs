@@ -86,6 +86,21 @@ pub(super) fn lock_road(conn: &mut Db, road_id: &str, now_ms: i64) -> Result<(),
     Ok(())
 }
 
+/// The advisory-lock key that serialises case writes (transaction level).
+const CASES_KEY: i64 = 7_260_365;
+
+/// Serialises every write of cases for the rest of the transaction
+/// (PostgreSQL; SQLite has one writer anyway), so that two instances
+/// filing reports of one problem at once still find each other's case.
+/// Taken after any bay locks, never before: ingest locks bays first.
+pub(super) fn lock_cases(conn: &mut Db) -> Result<(), StoreError> {
+    let Db::Pg(pg) = conn else { return Ok(()) };
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(CASES_KEY)
+        .execute(pg)?;
+    Ok(())
+}
+
 /// Sends `ids` on `channel` (PostgreSQL), as few notices as fit; delivered
 /// to listeners when, and only if, the transaction commits.
 pub(super) fn notify<'a>(

@@ -28,6 +28,8 @@ pub struct EventRecord {
     pub bay_id: Option<BayId>,
     /// The road it is about (the bay's, or the nearest for off-bay positions).
     pub road_id: Option<RoadId>,
+    /// Where it happened, WGS 84: its position, else its bay's centre.
+    pub place: Option<crate::domain::events::Position>,
     pub received_at: DateTime<Utc>,
 }
 
@@ -293,8 +295,8 @@ impl Store {
                 }
             }
             for (rec, dup) in batch.events.iter().zip(&result.duplicate) {
-                if !dup {
-                    file_event_violation(conn, rec, now)?;
+                if !dup && let Some(violation) = file_event_violation(conn, rec, now)? {
+                    open_report_case(conn, rec, violation, now)?;
                 }
             }
             for (bay, s) in &result.states {
@@ -325,6 +327,40 @@ impl Store {
             self.device_seen.remember(&result.devices_written);
         })
     }
+}
+
+/// A warden's report of an obstruction or of footway parking opens a case
+/// (or adds to the open one it is), in the transaction that stores it.
+fn open_report_case(
+    conn: &mut Db,
+    rec: &EventRecord,
+    violation_id: String,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use crate::domain::cases::{CaseKind, CaseSource};
+    use crate::domain::events::ReportCategory;
+    let e = &rec.event;
+    let kind = match (e.kind, e.category) {
+        (EventType::Report, Some(ReportCategory::Obstruction)) => CaseKind::Obstruction,
+        (EventType::Report, Some(ReportCategory::FootwayParking)) => CaseKind::FootwayParking,
+        _ => return Ok(()),
+    };
+    super::cases::open_case_in(
+        conn,
+        &super::NewCase {
+            kind,
+            position: rec.place,
+            road_id: rec.road_id.as_ref().map(ToString::to_string),
+            note: e.note.clone(),
+            source: CaseSource::Report,
+            violation_id: Some(violation_id),
+            complaint_id: None,
+            party_id: None,
+            actor: Some(e.device_id.to_string()),
+        },
+        now,
+    )?;
+    Ok(())
 }
 
 fn insert_session(
@@ -626,6 +662,7 @@ mod tests {
             },
             bay_id: None,
             road_id: None,
+            place: None,
             received_at: at,
         }
     }

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::r2d2::{Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+mod cases;
 pub mod coord;
 pub(crate) mod db;
 mod devices;
@@ -30,6 +31,11 @@ mod states;
 mod tokens;
 mod violations;
 
+pub use cases::{
+    Attempt, CaseDetail, CaseFilter, CaseRecord, CaseStep, ComplaintRecord,
+    DEFAULT_DEADLINE_MINUTES, NewCase, NewComplaint, NewParty, NotificationRecord, Opened,
+    PartyRecord, Pending, Resolved,
+};
 pub use devices::DeviceRecord;
 pub use ingest::{
     BareHeartbeat, BatchResult, BatchWrite, DEVICE_SEEN_CAPACITY, EventRecord, OPEN_DEVICES_CAP,
@@ -75,6 +81,10 @@ pub enum StoreError {
     RevisionConflict { expected: i64, current: i64 },
     #[error("device {0} is already registered")]
     DeviceExists(String),
+    #[error("party {0} is already registered")]
+    PartyExists(String),
+    #[error("there is no party {0}")]
+    UnknownParty(String),
     #[error("bay {bay_id} belongs to road {owner}")]
     BayOnOtherRoad { bay_id: String, owner: String },
 }

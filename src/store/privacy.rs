@@ -337,6 +337,7 @@ mod tests {
                 },
                 bay_id: Some(BayId::parse(bay).unwrap()),
                 road_id: Some(RoadId::parse("r").unwrap()),
+                place: None,
                 received_at: at(h),
             };
             assert!(super::super::events::insert_event(conn, &rec).unwrap());

@@ -705,6 +705,7 @@ mod tests {
             },
             bay_id: bay.map(|b| BayId::parse(b).unwrap()),
             road_id: None,
+            place: None,
             received_at: t,
         }
     }

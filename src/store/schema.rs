@@ -200,6 +200,97 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    parties (party_id) {
+        party_id -> Text,
+        name -> Text,
+        kind -> Text,
+        area -> Nullable<Text>,
+        webhook_url -> Text,
+        webhook_format -> Text,
+        webhook_secret -> Text,
+        deadline_minutes -> Integer,
+        created_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    complaints (complaint_id) {
+        complaint_id -> Text,
+        category -> Text,
+        lon -> Double,
+        lat -> Double,
+        text -> Text,
+        contact -> Nullable<Text>,
+        status -> Text,
+        response -> Nullable<Text>,
+        case_id -> Nullable<Text>,
+        created_at_ms -> BigInt,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    cases (case_id) {
+        case_id -> Text,
+        kind -> Text,
+        road_id -> Nullable<Text>,
+        lon -> Nullable<Double>,
+        lat -> Nullable<Double>,
+        status -> Text,
+        party_id -> Nullable<Text>,
+        opened_at_ms -> BigInt,
+        due_at_ms -> Nullable<BigInt>,
+        resolved_at_ms -> Nullable<BigInt>,
+        source -> Text,
+        violation_id -> Nullable<Text>,
+        complaint_id -> Nullable<Text>,
+        note -> Nullable<Text>,
+        updated_at_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    case_history (seq) {
+        seq -> BigInt,
+        case_id -> Text,
+        at_ms -> BigInt,
+        actor -> Nullable<Text>,
+        action -> Text,
+        status -> Text,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notifications (notification_id) {
+        notification_id -> BigInt,
+        case_id -> Text,
+        party_id -> Text,
+        event -> Text,
+        body -> Text,
+        created_at_ms -> BigInt,
+        next_attempt_at_ms -> Nullable<BigInt>,
+        attempts -> Integer,
+        delivered_at_ms -> Nullable<BigInt>,
+        gave_up_at_ms -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    notification_attempts (seq) {
+        seq -> BigInt,
+        notification_id -> BigInt,
+        at_ms -> BigInt,
+        http_status -> Nullable<Integer>,
+        error -> Nullable<Text>,
+        duration_ms -> BigInt,
+    }
+}
+
+diesel::joinable!(notifications -> parties (party_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     roads,
     layout_revisions,
@@ -218,4 +309,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     violation_disputes,
     plate_key,
     quarantine,
+    parties,
+    complaints,
+    cases,
+    case_history,
+    notifications,
+    notification_attempts,
 );

@@ -171,20 +171,21 @@ fn history(
 }
 
 /// Files the violation an accepted event shows by itself: a vehicle
-/// observed in no bay, or a warden's report. Idempotent per event.
+/// observed in no bay, or a warden's report. Idempotent per event: gives
+/// the violation's id when this call filed it.
 pub(super) fn file_event_violation(
     conn: &mut Db,
     rec: &EventRecord,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     let e = &rec.event;
     let kind = match (e.kind, &rec.bay_id, e.category) {
         (EventType::Observed, None, _) => ViolationKind::OutsideBay,
         (EventType::Report, _, Some(c)) => ViolationKind::of_report(c),
-        _ => return Ok(()),
+        _ => return Ok(None),
     };
     let Some(road) = &rec.road_id else {
-        return Ok(());
+        return Ok(None);
     };
     let id = violation_id(&["event", e.device_id.as_str(), e.event_id.as_str()]);
     let evidence = json!([{"device_id": e.device_id, "event_id": e.event_id, "type": e.kind.as_str(),
@@ -207,12 +208,13 @@ pub(super) fn file_event_violation(
         evidence: evidence.to_string(),
         updated_at_ms: to_ms(now),
     };
-    file_new(conn, &row, now, "filed from a device event")
+    Ok(file_new(conn, &row, now, "filed from a device event")?.then_some(id))
 }
 
 /// Files `row` as an open violation, with its first history entry, unless
 /// a violation of that id is already on file (a redelivery, a re-judging).
-fn file_new(conn: &mut Db, row: &Row, now: DateTime<Utc>, note: &str) -> Result<(), StoreError> {
+/// Gives whether it was filed now.
+fn file_new(conn: &mut Db, row: &Row, now: DateTime<Utc>, note: &str) -> Result<bool, StoreError> {
     let inserted = on_backend!(conn, c => diesel::insert_into(violations::table)
         .values(row)
         .on_conflict(violations::violation_id)
@@ -228,7 +230,7 @@ fn file_new(conn: &mut Db, row: &Row, now: DateTime<Utc>, note: &str) -> Result<
             Some(note),
         )?;
     }
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// When the vehicle of a session was last known to be in the bay: the

@@ -5,6 +5,7 @@
 mod auth;
 mod bounds;
 mod brokers;
+mod cases;
 mod cli;
 mod console;
 mod devices;

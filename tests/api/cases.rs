@@ -1,0 +1,366 @@
+//! Cases (contract 6.4), black-box: a webhook receiver on a free port in
+//! the test; a warden's report in a site's area opens a case and the site
+//! receives a correctly signed POST; with the manual clock past the
+//! deadline the case escalates and the enforcement party is told; a
+//! receiver that fails three times gets exactly one delivery, after four
+//! attempts; complaints answer with a tracking code and never the contact.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use chrono::Duration;
+use kerbside::domain::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, at, spawn_app, wait_until};
+
+/// One POST as the receiver got it.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A webhook receiver on a free port: answers 500 to the first `fail`
+/// requests, then 200; keeps every request.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(fail: usize) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let kept = got.clone();
+        std::thread::spawn(move || {
+            let mut served = 0;
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim_end().split_once(':') {
+                        headers.push((k.trim().to_owned(), v.trim().to_owned()));
+                    }
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                kept.lock().unwrap().push(Received {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                served += 1;
+                let status = if served <= fail {
+                    "500 Internal Server Error"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// A square around (`lon`, `lat`), `half` degrees each way, as GeoJSON.
+fn square(lon: f64, lat: f64, half: f64) -> Value {
+    json!({"type": "Polygon", "coordinates": [[[lon - half, lat - half], [lon + half, lat - half],
+        [lon + half, lat + half], [lon - half, lat + half], [lon - half, lat - half]]]})
+}
+
+fn add_party(app: &TestApp, admin: &str, body: Value) -> Value {
+    let r = app.post_as("/v1/parties", admin, &body.to_string());
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.json()
+}
+
+fn hmac_hex(secret: &str, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn public_post(app: &TestApp, path: &str, body: &str) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(format!("{}{path}", app.base))
+        .header("Content-Type", "application/json")
+        .send(body)
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_report_in_a_sites_area_is_told_signed_then_escalates_to_enforcement() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let (admin, warden) = (app.token(Role::Admin), app.token(Role::Warden));
+    let (site_hook, squad_hook) = (Receiver::start(0), Receiver::start(0));
+    let (lon, lat) = crate::violations::footway_point();
+    let site = add_party(
+        &app,
+        &admin,
+        json!({"party_id": "wanda-site", "name": "万达工地 building site", "kind": "site",
+               "area": square(lon, lat, 0.0003), "webhook_url": site_hook.url, "deadline_minutes": 1}),
+    );
+    let secret = site["webhook_secret"].as_str().unwrap().to_owned();
+    add_party(
+        &app,
+        &admin,
+        json!({"party_id": "squad", "name": "执法中队", "kind": "enforcement",
+               "webhook_url": squad_hook.url, "webhook_format": "wecom"}),
+    );
+    let listed = app.get_as("/v1/parties", &warden).json();
+    assert_eq!(listed["parties"].as_array().unwrap().len(), 2);
+    assert!(
+        !listed.to_string().contains(&secret),
+        "the secret is shown once only"
+    );
+
+    let hh = app.mqtt("hh-case");
+    hh.send_events(
+        "hh-case",
+        &json!({"event_id": "r-1", "type": "report", "observed_at": at(-1), "category": "obstruction",
+                "position": {"lon": lon, "lat": lat}, "note": "site materials on the footway"}),
+    );
+    wait_until("the site to be told", || !site_hook.received().is_empty());
+    let got = site_hook.received()[0].clone();
+    let expected = format!("sha256={}", hmac_hex(&secret, &got.body));
+    assert_eq!(got.header("X-Kerbside-Signature"), Some(expected.as_str()));
+    let notice: Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(notice["kind"], "obstruction");
+    assert_eq!(notice["status"], "notified");
+    assert_eq!(notice["road_id"], "qingfeng-road");
+    assert_eq!(notice["note"], "site materials on the footway");
+    let case_id = notice["case_id"].as_str().unwrap().to_owned();
+
+    let case = app.get_as(&format!("/v1/cases/{case_id}"), &warden).json();
+    assert_eq!(case["party_id"], "wanda-site");
+    assert_eq!(case["source"], "report");
+    assert!(case["violation_id"].is_string());
+    wait_until("the delivery recorded", || {
+        app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["notifications"][0]
+            ["delivered_at"]
+            .is_string()
+    });
+
+    // A second report 5 m away is the same case.
+    hh.send_events(
+        "hh-case",
+        &json!({"event_id": "r-2", "type": "report", "observed_at": at(-1), "category": "obstruction",
+                "position": {"lon": lon + 0.00005, "lat": lat}}),
+    );
+    wait_until("the second report in the case's history", || {
+        app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["action"] == "reported_again")
+    });
+    let open = app.get_as("/v1/cases", &warden).json();
+    assert_eq!(open["cases"].as_array().unwrap().len(), 1, "{open}");
+
+    // The one-minute deadline passes on the manual clock.
+    app.clock.advance(Duration::minutes(2));
+    wait_until("the case escalated", || {
+        app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["status"] == "escalated"
+    });
+    wait_until("enforcement told", || !squad_hook.received().is_empty());
+    let robot: Value = serde_json::from_str(&squad_hook.received()[0].body).unwrap();
+    assert_eq!(robot["msgtype"], "text");
+    let text = robot["text"]["content"].as_str().unwrap();
+    assert!(
+        text.contains(&case_id) && text.contains("escalated"),
+        "{text}"
+    );
+    let history: Vec<String> =
+        app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["action"].as_str().unwrap().to_owned())
+            .collect();
+    assert_eq!(
+        history,
+        [
+            "opened",
+            "notified",
+            "reported_again",
+            "overdue",
+            "escalated"
+        ]
+    );
+    assert_eq!(
+        app.get_as("/v1/cases?status=escalated", &warden).json()["cases"][0]["case_id"],
+        json!(case_id)
+    );
+
+    // Resolved: once; the second time is a 409.
+    let r = app.post_as(
+        &format!("/v1/cases/{case_id}/resolve"),
+        &warden,
+        r#"{"note": "site cleared within the warning's deadline"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["status"], "resolved");
+    let again = app.post_as(&format!("/v1/cases/{case_id}/resolve"), &warden, "");
+    assert_eq!(again.status, 409);
+    let metrics = app.get("/metrics").body;
+    assert!(
+        metrics.contains("kerbside_cases{status=\"resolved\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("kerbside_case_resolve_seconds_count 1"));
+}
+
+#[test]
+fn a_receiver_that_fails_three_times_gets_one_delivery_after_four_attempts() {
+    let app = spawn_app();
+    let (admin, warden) = (app.token(Role::Admin), app.token(Role::Warden));
+    let hook = Receiver::start(3);
+    let (lon, lat) = crate::violations::footway_point();
+    add_party(
+        &app,
+        &admin,
+        json!({"party_id": "shop-1", "name": "shop", "kind": "shop",
+               "area": square(lon, lat, 0.0003), "webhook_url": hook.url}),
+    );
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "footway_parking", "position": {"lon": lon, "lat": lat}, "note": "goods"})
+            .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let case_id = r.json()["case_id"].as_str().unwrap().to_owned();
+    // Each retry falls due on the service's clock: move it past the backoff.
+    for tries in 1..=3 {
+        wait_until("an attempt", || hook.received().len() >= tries);
+        wait_until("the failure recorded", || {
+            app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["notifications"][0]["attempts"]
+                == json!(tries)
+        });
+        app.clock.advance(Duration::minutes(5));
+    }
+    wait_until("delivered", || {
+        app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["notifications"][0]
+            ["delivered_at"]
+            .is_string()
+    });
+    let n = &app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["notifications"];
+    assert_eq!(n.as_array().unwrap().len(), 1);
+    assert_eq!(n[0]["attempts"], 4);
+    assert_eq!(n[0]["last_error"], Value::Null);
+    assert_eq!(hook.received().len(), 4, "three failures and one delivery");
+}
+
+#[test]
+fn a_complaint_gets_a_tracking_code_and_never_shows_its_contact() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let (lon, lat) = crate::violations::footway_point();
+    let (status, filed) = public_post(
+        &app,
+        "/v1/public/complaints",
+        &json!({"category": "footway_parking", "position": {"lon": lon, "lat": lat},
+                "text": "<b>vans</b> on the footway every evening", "contact": "138 0000 0000"})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "{filed}");
+    let code = filed["complaint_id"].as_str().unwrap().to_owned();
+    assert!(code.len() >= 26, "at least 128 bits: {code}");
+    assert_eq!(filed["status"], "received");
+    let back = app.get(&format!("/v1/public/complaints/{code}"));
+    assert_eq!(back.status, 200);
+    assert!(!back.body.contains("138 0000 0000") && !back.body.contains("vans"));
+    assert_eq!(
+        app.get("/v1/public/complaints/aaaaaaaaaaaaaaaaaaaaaaaaaa")
+            .status,
+        404
+    );
+
+    let cases = app.get_as("/v1/cases", &warden).json();
+    let case = &cases["cases"][0];
+    assert_eq!(case["source"], "complaint");
+    assert_eq!(case["road_id"], "qingfeng-road");
+    assert_eq!(case["status"], "open", "no party answers there");
+    assert_eq!(
+        case["note"], "<b>vans</b> on the footway every evening",
+        "stored as given"
+    );
+    let id = case["case_id"].as_str().unwrap();
+    let r = app.post_as(
+        &format!("/v1/cases/{id}/resolve"),
+        &warden,
+        r#"{"response": "patrols added in the evening"}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let back = app.get(&format!("/v1/public/complaints/{code}")).json();
+    assert_eq!(back["status"], "resolved");
+    assert_eq!(back["response"], "patrols added in the evening");
+
+    for (body, want) in [
+        (
+            json!({"category": "graffiti", "position": {"lon": lon, "lat": lat}, "text": "x"}),
+            422,
+        ),
+        (
+            json!({"category": "other", "position": {"lon": 500.0, "lat": lat}, "text": "x"}),
+            422,
+        ),
+        (
+            json!({"category": "other", "position": {"lon": lon, "lat": lat}, "text": "字".repeat(1001)}),
+            422,
+        ),
+        (
+            json!({"category": "other", "position": "here", "text": "x"}),
+            400,
+        ),
+    ] {
+        let (status, p) = public_post(&app, "/v1/public/complaints", &body.to_string());
+        assert_eq!(status, want, "{body}: {p}");
+        assert!(p["detail"].is_string(), "problem+json: {p}");
+    }
+}
