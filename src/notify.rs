@@ -3,7 +3,8 @@
 //!
 //! It works from the outbox alone: a notification is written in the same
 //! transaction as the case change that causes it, and is due until an
-//! attempt succeeds (a 2xx) or 24 hours have passed; every attempt is
+//! attempt succeeds (a 2xx, and for a chat group robot an answer without
+//! an error code) or 24 hours have passed; every attempt is
 //! recorded. So a restart resumes where the last process stopped, and
 //! nothing is lost. Each POST is signed (`X-Kerbside-Signature`), carries
 //! its notification id (`X-Kerbside-Notification`, for a receiver that
@@ -21,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::domain::cases::{WEBHOOK_TIMEOUT, signature};
+use crate::domain::cases::{WEBHOOK_TIMEOUT, accepted, signature};
 use crate::store::{Attempt, Pending, Store};
 
 /// How often the outbox is looked at, real time.
@@ -110,7 +111,11 @@ async fn attempt(client: &reqwest::Client, clock: &dyn Clock, p: Pending) -> (i6
         .send()
         .await;
     let (http_status, error) = match sent {
-        Ok(r) if r.status().is_success() => (Some(r.status().as_u16()), None),
+        Ok(r) if r.status().is_success() => {
+            let status = r.status().as_u16();
+            let answer = r.text().await.unwrap_or_default();
+            (Some(status), accepted(p.format, &answer).err())
+        }
         Ok(r) => {
             let status = r.status();
             let text = r.text().await.unwrap_or_default();

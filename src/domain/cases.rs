@@ -344,6 +344,32 @@ pub fn webhook_body(format: WebhookFormat, notice: &Notice<'_>) -> String {
     }
 }
 
+/// Whether a receiver that answered 2xx took the message. WeCom and
+/// DingTalk group robots answer HTTP 200 even when they refuse a message
+/// (an unknown key, a keyword or signature check failed, a rate limit),
+/// with a JSON body whose `errcode` is not 0: that is a failed attempt,
+/// to be retried, with `errmsg` as the error. Any other 2xx body counts as
+/// delivered.
+pub fn accepted(format: WebhookFormat, body: &str) -> Result<(), String> {
+    if format == WebhookFormat::Json {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Ok(());
+    };
+    match v.get("errcode").and_then(serde_json::Value::as_i64) {
+        None | Some(0) => Ok(()),
+        Some(code) => {
+            let msg = v.get("errmsg").and_then(|m| m.as_str()).unwrap_or("");
+            let msg: String = msg.chars().take(200).collect();
+            Err(format!(
+                "{} robot refused the message: errcode {code} {msg}",
+                format.as_str()
+            ))
+        }
+    }
+}
+
 fn kind_zh(kind: &str) -> &'static str {
     match kind {
         "footway_parking" => "人行道停车",
@@ -673,5 +699,32 @@ mod tests {
             serde_json::from_str(&webhook_body(WebhookFormat::Json, &n)).unwrap();
         assert_eq!(v["case_id"], "case-1");
         assert_eq!(v["position"]["lon"], 120.78);
+    }
+
+    #[test]
+    fn a_robot_that_answers_200_with_an_error_code_has_not_taken_it() {
+        assert_eq!(
+            accepted(WebhookFormat::Wecom, r#"{"errcode":0,"errmsg":"ok"}"#),
+            Ok(())
+        );
+        let refused = accepted(
+            WebhookFormat::Dingtalk,
+            r#"{"errcode":310000,"errmsg":"sign not match"}"#,
+        )
+        .unwrap_err();
+        assert!(
+            refused.contains("310000") && refused.contains("sign not match"),
+            "{refused}"
+        );
+        assert!(
+            accepted(
+                WebhookFormat::Wecom,
+                r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#
+            )
+            .is_err()
+        );
+        // kerbside's own JSON format: any 2xx is delivered.
+        assert_eq!(accepted(WebhookFormat::Json, r#"{"errcode":1}"#), Ok(()));
+        assert_eq!(accepted(WebhookFormat::Wecom, "ok"), Ok(()));
     }
 }

@@ -144,6 +144,8 @@ pub struct Pending {
     pub party_id: String,
     pub url: String,
     pub secret: String,
+    /// What the receiver is: kerbside's JSON, or a chat group robot.
+    pub format: WebhookFormat,
     pub body: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -808,7 +810,7 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Pending>, StoreError> {
-        type Row = (i64, String, String, String, String, i32, i64);
+        type Row = (i64, String, String, String, String, String, i32, i64);
         let rows: Vec<Row> = notifications::table
             .inner_join(parties::table)
             .filter(notifications::next_attempt_at_ms.le(to_ms(now)))
@@ -819,23 +821,29 @@ impl Store {
                 notifications::party_id,
                 parties::webhook_url,
                 parties::webhook_secret,
+                parties::webhook_format,
                 notifications::body,
                 notifications::attempts,
                 notifications::created_at_ms,
             ))
             .load(&mut *self.conn()?)?;
         rows.into_iter()
-            .map(|(id, party, url, secret, body, attempts, created)| {
-                Ok(Pending {
-                    notification_id: id,
-                    party_id: party,
-                    url,
-                    secret,
-                    body,
-                    attempts,
-                    created_at: from_ms(created)?,
-                })
-            })
+            .map(
+                |(id, party, url, secret, format, body, attempts, created)| {
+                    Ok(Pending {
+                        notification_id: id,
+                        url,
+                        secret,
+                        format: WebhookFormat::parse(&format).ok_or_else(|| {
+                            StoreError::Corrupt(format!("party {party}: webhook_format"))
+                        })?,
+                        body,
+                        attempts,
+                        created_at: from_ms(created)?,
+                        party_id: party,
+                    })
+                },
+            )
             .collect()
     }
 

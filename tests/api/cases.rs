@@ -3,23 +3,31 @@
 //! receives a correctly signed POST; with the manual clock past the
 //! deadline the case escalates and the enforcement party is told; a
 //! receiver that fails three times gets exactly one delivery, after four
-//! attempts; complaints answer with a tracking code and never the contact.
+//! attempts; a service killed with a notification pending delivers it once
+//! it is back; complaints answer with a tracking code and never the
+//! contact.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::Duration;
-use kerbside::domain::auth::Role;
+use chrono::{Duration, Utc};
+use kerbside::domain::auth::{Role, generate_token};
+use kerbside::store::Store;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, at, spawn_app, wait_until};
+use crate::helpers::{TestApp, TestDb, at, geodata_dir, spawn_app, wait_until, wait_until_within};
+use crate::process::{Service, agent, get};
 
 /// One POST as the receiver got it.
 #[derive(Debug, Clone)]
 struct Received {
     headers: Vec<(String, String)>,
     body: String,
+    /// The status the receiver answered with.
+    status: u16,
 }
 
 impl Received {
@@ -36,6 +44,9 @@ impl Received {
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    fail: Arc<AtomicUsize>,
+    /// The body of every answer, 500 or 200.
+    answer: Arc<Mutex<String>>,
 }
 
 impl Receiver {
@@ -44,6 +55,10 @@ impl Receiver {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let got = Arc::new(Mutex::new(Vec::new()));
         let kept = got.clone();
+        let fail = Arc::new(AtomicUsize::new(fail));
+        let failing = fail.clone();
+        let answer = Arc::new(Mutex::new("ok".to_owned()));
+        let answering = answer.clone();
         std::thread::spawn(move || {
             let mut served = 0;
             for stream in listener.incoming() {
@@ -70,23 +85,42 @@ impl Receiver {
                     .unwrap_or(0);
                 let mut body = vec![0; length];
                 let _ = reader.read_exact(&mut body);
+                served += 1;
+                let failed = served <= failing.load(Ordering::SeqCst);
                 kept.lock().unwrap().push(Received {
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
+                    status: if failed { 500 } else { 200 },
                 });
-                served += 1;
-                let status = if served <= fail {
+                let status = if failed {
                     "500 Internal Server Error"
                 } else {
                     "200 OK"
                 };
+                let answer = answering.lock().unwrap().clone();
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
                 );
             }
         });
-        Receiver { url, got }
+        Receiver {
+            url,
+            got,
+            fail,
+            answer,
+        }
+    }
+
+    /// From now on, answers carry `body`.
+    fn answer_with(&self, body: &str) {
+        *self.answer.lock().unwrap() = body.to_owned();
+    }
+
+    /// From now on, every request is answered 200.
+    fn succeed(&self) {
+        self.fail.store(0, Ordering::SeqCst);
     }
 
     fn received(&self) -> Vec<Received> {
@@ -363,4 +397,151 @@ fn a_complaint_gets_a_tracking_code_and_never_shows_its_contact() {
         assert_eq!(status, want, "{body}: {p}");
         assert!(p["detail"].is_string(), "problem+json: {p}");
     }
+}
+
+#[test]
+fn a_service_killed_with_a_notification_pending_delivers_it_after_restart() {
+    let db = TestDb::new();
+    let store = Store::open(&db.url).unwrap();
+    let warden = generate_token();
+    store
+        .create_token("restart test", Role::Warden, &warden.hash, Utc::now())
+        .unwrap();
+    let hook = Receiver::start(usize::MAX);
+    let (lon, lat) = crate::violations::footway_point();
+
+    // The party comes in through the command line, from the same JSON.
+    let party = json!({"party_id": "wanda-site", "name": "万达工地", "kind": "site",
+                       "area": square(lon, lat, 0.0003), "webhook_url": hook.url});
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_kerbside"))
+        .args(["party", "add", "--file", "-", "--database-url", &db.url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(party.to_string().as_bytes())
+        .unwrap();
+    let out = cli.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(secret.lines().count(), 1, "the secret alone on its line");
+
+    let mut service = Service::new(&[
+        "--database-url",
+        &db.url,
+        "--mqtt-listen",
+        "127.0.0.1:0",
+        "--geodata",
+        geodata_dir().to_str().unwrap(),
+        "--devices",
+        "open",
+    ]);
+    service.start();
+    service.wait_healthy("the service to be healthy", 30);
+    let http = agent();
+    let mut r = http
+        .post(format!("{}/v1/cases", service.base_url))
+        .header("Authorization", format!("Bearer {}", warden.secret))
+        .header("Content-Type", "application/json")
+        .send(
+            json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat},
+                   "note": "site materials on the footway"})
+            .to_string(),
+        )
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let case: Value = r.body_mut().read_json().unwrap();
+    let case_id = case["case_id"].as_str().unwrap().to_owned();
+
+    // The site's webhook fails; the service dies with the notice pending,
+    // its failed attempt recorded and the next one not yet due.
+    let case_url = format!("{}/v1/cases/{case_id}", service.base_url);
+    wait_until("a failed attempt recorded", || {
+        get(&http, &case_url, &warden.secret)["notifications"][0]["last_error"].is_string()
+    });
+    service.kill();
+    let tried_before = hook.received().len();
+    hook.succeed();
+    service.start();
+    wait_until_within("the notice delivered after the restart", 60, || {
+        get(&http, &case_url, &warden.secret)["notifications"][0]["delivered_at"].is_string()
+    });
+
+    let got = hook.received();
+    let delivered: Vec<&Received> = got.iter().filter(|g| g.status == 200).collect();
+    assert_eq!(delivered.len(), 1, "delivered exactly once");
+    assert!(
+        got.len() > tried_before,
+        "the delivery came after the restart"
+    );
+    assert_eq!(
+        delivered[0].header("X-Kerbside-Signature"),
+        Some(format!("sha256={}", hmac_hex(&secret, &delivered[0].body)).as_str()),
+        "signed with the secret the command line printed"
+    );
+    let notice: Value = serde_json::from_str(&delivered[0].body).unwrap();
+    assert_eq!(notice["case_id"], json!(case_id));
+    let n = &get(&http, &case_url, &warden.secret)["notifications"][0];
+    // An attempt in flight at the kill reached the receiver but was never
+    // recorded; every other one was.
+    let attempts = n["attempts"].as_u64().unwrap() as usize;
+    assert!(
+        attempts == got.len() || attempts + 1 == got.len(),
+        "{attempts} attempts recorded for {} requests",
+        got.len()
+    );
+}
+
+#[test]
+fn a_group_robot_that_refuses_with_an_error_code_is_tried_again() {
+    let app = spawn_app();
+    let (admin, warden) = (app.token(Role::Admin), app.token(Role::Warden));
+    let hook = Receiver::start(0);
+    // WeCom answers 200 even when it refuses a message.
+    hook.answer_with(r#"{"errcode":93000,"errmsg":"invalid webhook url"}"#);
+    let (lon, lat) = crate::violations::footway_point();
+    add_party(
+        &app,
+        &admin,
+        json!({"party_id": "mall", "name": "万达广场 operator", "kind": "operator",
+               "area": square(lon, lat, 0.0003), "webhook_url": hook.url, "webhook_format": "wecom"}),
+    );
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}}).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let case_url = format!("/v1/cases/{}", r.json()["case_id"].as_str().unwrap());
+    wait_until("the refusal recorded", || {
+        app.get_as(&case_url, &warden).json()["notifications"][0]["attempts"] == 1
+    });
+    let n = &app.get_as(&case_url, &warden).json()["notifications"][0];
+    assert_eq!(
+        n["delivered_at"],
+        Value::Null,
+        "a refusal is not a delivery"
+    );
+    let error = n["last_error"].as_str().unwrap();
+    assert!(error.contains("93000"), "{error}");
+
+    hook.answer_with(r#"{"errcode":0,"errmsg":"ok"}"#);
+    app.clock.advance(Duration::minutes(1));
+    wait_until("delivered", || {
+        app.get_as(&case_url, &warden).json()["notifications"][0]["delivered_at"].is_string()
+    });
+    assert_eq!(
+        app.get_as(&case_url, &warden).json()["notifications"][0]["attempts"],
+        2
+    );
+    let robot: Value = serde_json::from_str(&hook.received()[1].body).unwrap();
+    assert_eq!(robot["msgtype"], "text");
 }

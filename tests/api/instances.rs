@@ -7,7 +7,6 @@
 //! published through one then reaches the other's street.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -18,97 +17,31 @@ use serde_json::{Value, json};
 
 use crate::brokers::PrivateMosquitto;
 use crate::helpers::{geodata_dir, wait_until_within};
+use crate::process::{Service, agent, get, healthy, parse};
 use crate::testdb::{TestDb, postgres_server};
 
-/// One running `kerbside serve`, killed when dropped.
-struct Instance {
-    args: Vec<String>,
-    base_url: String,
-    child: Option<Child>,
-}
-
-impl Instance {
-    fn new(name: &str, db: &str, broker: &str, timezone: &str) -> Instance {
-        let http = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let args = [
-            "serve",
-            "--database-url",
-            db,
-            "--mqtt-url",
-            broker,
-            "--mqtt-client-id",
-            name,
-            "--http",
-            &http.to_string(),
-            "--geodata",
-            geodata_dir().to_str().unwrap(),
-            "--devices",
-            "open",
-            "--timezone",
-            timezone,
-            "--sweep-seconds",
-            "1",
-            // The stream spans five hours: no bay is to go stale meanwhile.
-            "--staleness-minutes",
-            "720",
-        ]
-        .map(String::from)
-        .to_vec();
-        Instance {
-            args,
-            base_url: format!("http://{http}"),
-            child: None,
-        }
-    }
-
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_kerbside"))
-            .args(&self.args)
-            .env("KERBSIDE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the kerbside binary starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn get(agent: &ureq::Agent, url: &str, token: &str) -> Value {
-    agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .and_then(|mut r| r.body_mut().read_json())
-        .unwrap_or(Value::Null)
-}
-
-fn healthy(agent: &ureq::Agent, base: &str) -> bool {
-    agent
-        .get(format!("{base}/healthz"))
-        .call()
-        .is_ok_and(|r| r.status() == 200)
+/// One instance of the deployment: its own client id on the shared
+/// database and broker, a sweep every second, and no bay going stale during
+/// the five hours the stream spans.
+fn instance(name: &str, db: &str, broker: &str, timezone: &str) -> Service {
+    Service::new(&[
+        "--database-url",
+        db,
+        "--mqtt-url",
+        broker,
+        "--mqtt-client-id",
+        name,
+        "--geodata",
+        geodata_dir().to_str().unwrap(),
+        "--devices",
+        "open",
+        "--timezone",
+        timezone,
+        "--sweep-seconds",
+        "1",
+        "--staleness-minutes",
+        "720",
+    ])
 }
 
 /// Events an instance has stored as new since it started.
@@ -122,11 +55,6 @@ fn accepted(agent: &ureq::Agent, base: &str) -> f64 {
         .find_map(|l| l.strip_prefix("kerbside_events_accepted_total "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-fn parse(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .map(|s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
 }
 
 fn ms(t: DateTime<Utc>) -> String {
@@ -266,8 +194,8 @@ fn two_instances_on_one_database_answer_alike_and_lose_nothing_when_one_is_kille
 
     let now = Utc::now().duration_trunc(Duration::seconds(1)).unwrap();
     let zone = afternoon_zone(now);
-    let mut a = Instance::new("kerbside-a", &test_db.url, &broker.url(), &zone);
-    let mut b = Instance::new("kerbside-b", &test_db.url, &broker.url(), &zone);
+    let mut a = instance("kerbside-a", &test_db.url, &broker.url(), &zone);
+    let mut b = instance("kerbside-b", &test_db.url, &broker.url(), &zone);
     // Both at once, on an empty database: one migrates it and loads the
     // road, the other waits for the migrations and keeps that revision.
     a.start();

@@ -4,64 +4,20 @@
 //! and final states must be what the published events imply.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use kerbside::domain::auth::{Role, generate_token};
 use kerbside::store::Store;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::brokers::PrivateMosquitto;
 use crate::helpers::{geodata_dir, wait_until_within};
+use crate::process::{Service, agent, get, parse};
 
 const EVENTS: usize = 20_000;
 const KILL_AFTER: usize = 6_000;
-
-struct Service {
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Service {
-    fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_kerbside"))
-            .args(&self.args)
-            .env("KERBSIDE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the kerbside binary starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("SIGKILL");
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn get(agent: &ureq::Agent, url: &str, token: &str) -> Value {
-    agent
-        .get(url)
-        .header("Authorization", format!("Bearer {token}"))
-        .call()
-        .and_then(|mut r| r.body_mut().read_json())
-        .unwrap_or(Value::Null)
-}
-
-fn parse(v: &Value) -> Option<DateTime<Utc>> {
-    v.as_str()
-        .map(|s| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc))
-}
 
 #[test]
 fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
@@ -74,43 +30,22 @@ fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
     store
         .create_token("kill test", Role::Warden, &token.hash, Utc::now())
         .unwrap();
-    let http = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let base_url = format!("http://{http}");
-    let mut service = Service {
-        args: [
-            "serve",
-            "--database-url",
-            &db,
-            "--mqtt-url",
-            &broker.url(),
-            "--mqtt-client-id",
-            "kerbside-kill-test",
-            "--http",
-            &http.to_string(),
-            "--geodata",
-            geodata_dir().to_str().unwrap(),
-            "--devices",
-            "open",
-        ]
-        .map(String::from)
-        .to_vec(),
-        child: None,
-    };
+    let mut service = Service::new(&[
+        "--database-url",
+        &db,
+        "--mqtt-url",
+        &broker.url(),
+        "--mqtt-client-id",
+        "kerbside-kill-test",
+        "--geodata",
+        geodata_dir().to_str().unwrap(),
+        "--devices",
+        "open",
+    ]);
+    let base_url = service.base_url.clone();
     service.start();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let healthy = |agent: &ureq::Agent| {
-        agent
-            .get(format!("{base_url}/healthz"))
-            .call()
-            .is_ok_and(|r| r.status() == 200)
-    };
-    wait_until_within("the service to be healthy", 30, || healthy(&agent));
+    let agent = agent();
+    service.wait_healthy("the service to be healthy", 30);
 
     // Event i is about bay i % 136; each bay alternates occupied, vacated, ...
     let layout = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
@@ -193,9 +128,7 @@ fn killed_mid_stream_the_service_loses_nothing_and_counts_nothing_twice() {
     wait_until_within("every event to be stored", 120, || {
         store.event_count().unwrap() == EVENTS as i64
     });
-    wait_until_within("the restarted service to be healthy", 30, || {
-        healthy(&agent)
-    });
+    service.wait_healthy("the restarted service to be healthy", 30);
     assert_eq!(store.rejection_count().unwrap(), 0);
 
     // What the published events imply, bay by bay.

@@ -21,6 +21,7 @@ mod layout;
 mod mosquitto;
 mod mosquitto_auth;
 mod planning;
+mod process;
 mod public;
 mod roads;
 mod simulator;
