@@ -259,12 +259,37 @@ pub struct CaseDetailView {
     pub case: CaseView,
     pub history: Vec<CaseStepView>,
     pub notifications: Vec<NotificationView>,
+    /// The complaints behind the case, for the station's staff only (the
+    /// public reads a complaint by its tracking code, without any of this).
+    pub complaints: Vec<StaffComplaintView>,
+}
+
+/// A complaint behind a case, as staff see it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffComplaintView {
+    pub complaint_id: String,
+    pub created_at: DateTime<Utc>,
+    /// As the complainant wrote it (plain text: escape it wherever shown).
+    pub text: String,
+    /// To reach the complainant; null when none was given, and once
+    /// `--keep-contacts-days` have passed since the complaint.
+    pub contact: Option<String>,
 }
 
 impl From<CaseDetail> for CaseDetailView {
     fn from(d: CaseDetail) -> Self {
         CaseDetailView {
             case: d.case.into(),
+            complaints: d
+                .complaints
+                .into_iter()
+                .map(|c| StaffComplaintView {
+                    complaint_id: c.complaint_id,
+                    created_at: c.created_at,
+                    text: c.text,
+                    contact: c.contact,
+                })
+                .collect(),
             history: d
                 .history
                 .into_iter()

@@ -99,6 +99,19 @@ pub struct CaseDetail {
     pub case: CaseRecord,
     pub history: Vec<CaseStep>,
     pub notifications: Vec<NotificationRecord>,
+    /// The complaints that opened or joined the case, oldest first.
+    pub complaints: Vec<ComplaintForStaff>,
+}
+
+/// A complaint as the station's staff see it: with its text and, until
+/// `--keep-contacts-days` have passed, its contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComplaintForStaff {
+    pub complaint_id: String,
+    pub created_at: DateTime<Utc>,
+    pub text: String,
+    /// None when none was given, or once erased.
+    pub contact: Option<String>,
 }
 
 /// A problem to open a case for (or to add to the open case it already is).
@@ -686,10 +699,31 @@ impl Store {
                 },
             )
             .collect::<Result<_, StoreError>>()?;
+        let complaints = complaints::table
+            .filter(complaints::case_id.eq(case_id))
+            .order((complaints::created_at_ms, complaints::complaint_id))
+            .select((
+                complaints::complaint_id,
+                complaints::created_at_ms,
+                complaints::text,
+                complaints::contact,
+            ))
+            .load::<(String, i64, String, Option<String>)>(conn)?
+            .into_iter()
+            .map(|(complaint_id, created, text, contact)| {
+                Ok(ComplaintForStaff {
+                    complaint_id,
+                    created_at: from_ms(created)?,
+                    text,
+                    contact,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
         Ok(Some(CaseDetail {
             case,
             history,
             notifications,
+            complaints,
         }))
     }
 

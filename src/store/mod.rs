@@ -32,7 +32,7 @@ mod tokens;
 mod violations;
 
 pub use cases::{
-    Attempt, CaseDetail, CaseFilter, CaseRecord, CaseStep, ComplaintRecord,
+    Attempt, CaseDetail, CaseFilter, CaseRecord, CaseStep, ComplaintForStaff, ComplaintRecord,
     DEFAULT_DEADLINE_MINUTES, NewCase, NewComplaint, NewParty, NotificationRecord, Opened,
     PartyRecord, Pending, Resolved,
 };

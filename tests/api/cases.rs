@@ -545,3 +545,47 @@ fn a_group_robot_that_refuses_with_an_error_code_is_tried_again() {
     let robot: Value = serde_json::from_str(&hook.received()[1].body).unwrap();
     assert_eq!(robot["msgtype"], "text");
 }
+
+#[test]
+fn staff_see_a_complaints_contact_until_it_is_erased_after_90_days() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let (lon, lat) = crate::violations::footway_point();
+    let (status, filed) = public_post(
+        &app,
+        "/v1/public/complaints",
+        &json!({"category": "disorderly_parking", "position": {"lon": lon, "lat": lat},
+                "text": "cars at the school gate", "contact": "138 0000 0001"})
+        .to_string(),
+    );
+    assert_eq!(status, 201, "{filed}");
+    let code = filed["complaint_id"].as_str().unwrap().to_owned();
+    let case_id = app.get_as("/v1/cases", &warden).json()["cases"][0]["case_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let staff_view = || app.get_as(&format!("/v1/cases/{case_id}"), &warden).json();
+    let complaint = &staff_view()["complaints"][0];
+    assert_eq!(complaint["complaint_id"], json!(code));
+    assert_eq!(complaint["contact"], "138 0000 0001", "staff can call back");
+    assert_eq!(complaint["text"], "cars at the school gate");
+
+    // 89 days on, it is still kept; past 90, the sweep erases it.
+    app.clock.advance(Duration::days(89));
+    app.wait_for_two_sweeps();
+    assert_eq!(staff_view()["complaints"][0]["contact"], "138 0000 0001");
+    app.clock.advance(Duration::days(2));
+    wait_until("the contact erased", || {
+        staff_view()["complaints"][0]["contact"].is_null()
+    });
+    assert_eq!(
+        staff_view()["complaints"][0]["text"],
+        "cars at the school gate",
+        "the complaint itself stays"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/public/complaints/{code}")).status,
+        200,
+        "its tracking code still answers"
+    );
+}
