@@ -589,3 +589,56 @@ fn staff_see_a_complaints_contact_until_it_is_erased_after_90_days() {
         "its tracking code still answers"
     );
 }
+
+#[test]
+fn a_webhook_that_never_answers_is_given_up_on_after_5_s_and_ingest_goes_on() {
+    let app = spawn_app();
+    app.wait_for_broker();
+    let (admin, warden) = (app.token(Role::Admin), app.token(Role::Warden));
+    // Accepts connections and never answers them.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holding = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            holding.lock().unwrap().push(s);
+        }
+    });
+    let (lon, lat) = crate::violations::footway_point();
+    add_party(
+        &app,
+        &admin,
+        json!({"party_id": "slow-shop", "name": "shop", "kind": "shop",
+               "area": square(lon, lat, 0.0003), "webhook_url": url}),
+    );
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}}).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let case_url = format!("/v1/cases/{}", r.json()["case_id"].as_str().unwrap());
+    wait_until("the webhook called", || !held.lock().unwrap().is_empty());
+
+    // While the POST hangs, a sensor's event is stored and shown.
+    let sensor = app.mqtt("s-hang");
+    sensor.send_events(
+        "s-hang",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-1), "bay_id": "QF-S-014"}),
+    );
+    wait_until("the bay occupied", || {
+        app.bay_status("QF-S-014") == "occupied"
+    });
+    assert_eq!(
+        app.get_as(&case_url, &warden).json()["notifications"][0]["attempts"],
+        0,
+        "ingest did not wait for the webhook"
+    );
+    wait_until("the hanging attempt given up", || {
+        app.get_as(&case_url, &warden).json()["notifications"][0]["attempts"] == 1
+    });
+    let n = &app.get_as(&case_url, &warden).json()["notifications"][0];
+    assert_eq!(n["last_error"], "no answer within 5 s");
+    assert_eq!(n["delivered_at"], Value::Null);
+}
