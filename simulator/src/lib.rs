@@ -11,7 +11,9 @@
 //! - [`truth`]: the truth file (JSON lines).
 //! - [`check`]: the service against the truth.
 //! - [`load`]: fixed-rate load for benchmarks.
+//! - [`case`]: the station's first case, from a report to its resolution.
 
+pub mod case;
 pub mod check;
 pub mod enforce;
 pub mod gcj02;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
+use kerbside_sim::case::{CaseOptions, replay};
 use kerbside_sim::check::{CheckOptions, check};
 use kerbside_sim::load::{LoadOptions, run as load};
 use kerbside_sim::map::StreetPlan;
@@ -29,6 +30,11 @@ enum Command {
     Check(CheckArgs),
     /// Publish sensor events at a fixed rate, for benchmarks.
     Load(LoadArgs),
+    /// Replay the station's first case: a warden's report of a site's
+    /// materials on the footway, the site told, the deadline passed, the
+    /// enforcement squad told, the case resolved. Needs an admin's token;
+    /// takes the deadline's minutes of real time.
+    Case(CaseArgs),
 }
 
 /// A share between 0 and 1.
@@ -148,12 +154,37 @@ struct LoadArgs {
     duration: f64,
 }
 
+#[derive(Debug, Args)]
+struct CaseArgs {
+    /// The broker, `mqtt://HOST:PORT`.
+    #[arg(long)]
+    mqtt_url: String,
+    /// The service's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    api: String,
+    /// An admin's token: the parties and the handheld are registered.
+    #[arg(long, env = "KERBSIDE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Directory of the GeoJSON layouts; the case is on the first road.
+    #[arg(long, default_value = "geodata")]
+    geodata: PathBuf,
+    /// Where the stand-in for the groups' webhooks listens (the service
+    /// must reach it).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    receiver: String,
+    /// The site's deadline, minutes.
+    #[arg(long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=240))]
+    deadline_minutes: u32,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check_cmd(args),
         Command::Load(args) => load_cmd(args),
+        Command::Case(args) => case_cmd(args),
     };
     match result {
         Ok(code) => code,
@@ -259,6 +290,31 @@ fn load_cmd(args: LoadArgs) -> anyhow::Result<ExitCode> {
     eprintln!(
         "kerbside-sim: {} events in {:.1} s: {:.0} events/s",
         report.sent, report.seconds, report.rate
+    );
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn case_cmd(args: CaseArgs) -> anyhow::Result<ExitCode> {
+    let street = StreetPlan::load(&args.geodata)?;
+    let now = Utc::now();
+    let options = CaseOptions {
+        mqtt_url: args.mqtt_url,
+        registrar: Registrar {
+            api: args.api,
+            token: args.token,
+        },
+        receiver: args.receiver,
+        deadline_minutes: args.deadline_minutes,
+        observed_at: now,
+        tag: now.format("%Y%m%d%H%M%S").to_string(),
+        patience: std::time::Duration::from_secs(60),
+    };
+    let report = replay(&street, &options, |step| eprintln!("kerbside-sim: {step}"))?;
+    eprintln!(
+        "kerbside-sim: case {} resolved; history {}",
+        report.case_id,
+        report.history.join(" → ")
     );
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)

@@ -1,15 +1,17 @@
 //! The street in a box against the real service: hours of Qingfeng Road,
-//! compressed, over the embedded broker, checked against the truth.
+//! compressed, over the embedded broker, checked against the truth; and
+//! the station's first case, from a report to its resolution.
 
 use chrono::{DateTime, TimeZone, Utc};
 use kerbside::domain::auth::Role;
+use kerbside_sim::case::{CaseOptions, replay};
 use kerbside_sim::check::{CheckOptions, Report, check};
 use kerbside_sim::map::StreetPlan;
 use kerbside_sim::plan::{Faults, Params};
 use kerbside_sim::register::Registrar;
 use kerbside_sim::truth;
 
-use crate::helpers::{TestApp, geodata_dir, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, geodata_dir, spawn_app, spawn_app_with, wait_until};
 
 /// Saturday 20:00 in Jiaxing: the window is a busy weekend afternoon and
 /// evening, inside the enforced hours.
@@ -149,4 +151,60 @@ fn a_street_of_registered_devices_is_reported_exactly() {
     let devices = devices["devices"].as_array().expect("a device list");
     let kind = |k: &str| devices.iter().filter(|d| d["kind"] == k).count();
     assert_eq!((kind("sensor"), kind("handheld")), (136, 12));
+}
+
+#[test]
+fn the_stations_first_case_is_replayed_from_report_to_resolution() {
+    use kerbside::clock::Clock;
+    let app = spawn_app_with(|s| s.devices = kerbside::devices::DeviceMode::Registered);
+    app.wait_for_broker();
+    let options = CaseOptions {
+        mqtt_url: format!("mqtt://{}:{}", app.broker.0, app.broker.1),
+        registrar: Registrar {
+            api: app.base.clone(),
+            token: app.token(Role::Admin),
+        },
+        receiver: "127.0.0.1:0".into(),
+        deadline_minutes: 120,
+        observed_at: app.clock.now(),
+        tag: "first".into(),
+        patience: std::time::Duration::from_secs(30),
+    };
+    let street = StreetPlan::load(&geodata_dir()).unwrap();
+    let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let heard = steps.clone();
+    let scenario = std::thread::spawn(move || {
+        replay(&street, &options, |s| {
+            heard.lock().unwrap().push(s.to_owned())
+        })
+    });
+    // The two hours pass on the service's clock once the site has been told.
+    wait_until("the site told", || {
+        steps
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.starts_with("the site was told"))
+    });
+    app.clock.advance(chrono::Duration::minutes(121));
+    let report = scenario.join().unwrap().expect("the case replayed");
+    assert_eq!(report.road_id.as_deref(), Some("qingfeng-road"));
+    assert_eq!(
+        report.history,
+        ["opened", "notified", "overdue", "escalated", "resolved"]
+    );
+    assert!(report.squad_message.contains(&report.case_id));
+    assert!(
+        report.delivered >= 3,
+        "opened, escalated and resolved told: {report:?}"
+    );
+    let case = app
+        .get_as(
+            &format!("/v1/cases/{}", report.case_id),
+            &app.token(Role::Warden),
+        )
+        .json();
+    assert_eq!(case["status"], "resolved");
+    assert_eq!(case["source"], "report");
+    assert_eq!(case["party_id"], "wanda-site.first");
 }
