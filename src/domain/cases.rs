@@ -329,7 +329,25 @@ pub struct Notice<'a> {
     pub note: Option<&'a str>,
     /// Why this notice was sent: `opened`, `escalated` or `resolved`.
     pub event: &'a str,
+    /// What has happened to the case so far, oldest first, so that a party
+    /// told of an escalation reads the whole story.
+    pub history: Vec<NoticeStep>,
 }
+
+/// One step of a case's history, as a notice tells it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoticeStep {
+    /// RFC 3339.
+    pub at: String,
+    pub action: String,
+    pub status: String,
+    /// Who did it (a token's name, a device); null for the service.
+    pub actor: Option<String>,
+    pub note: Option<String>,
+}
+
+/// Longest robot text, bytes: WeCom takes at most 2,048 bytes of text.
+const ROBOT_TEXT_BYTES: usize = 2000;
 
 /// The body a webhook of `format` receives for `notice`.
 pub fn webhook_body(format: WebhookFormat, notice: &Notice<'_>) -> String {
@@ -409,6 +427,45 @@ fn robot_text(n: &Notice<'_>) -> String {
     }
     if let Some(note) = n.note {
         s.push_str(&format!("\n备注 note {note}"));
+    }
+    if !n.history.is_empty() {
+        // The newest steps matter most: drop the oldest to fit.
+        let lines: Vec<String> = n
+            .history
+            .iter()
+            .map(|h| {
+                let mut line = format!("\n· {} {}", h.at, h.action);
+                if let Some(who) = &h.actor {
+                    line.push_str(&format!(" ({who})"));
+                }
+                if let Some(note) = &h.note {
+                    line.push_str(&format!(": {note}"));
+                }
+                line
+            })
+            .collect();
+        let head = "\n经过 history:";
+        let room = ROBOT_TEXT_BYTES.saturating_sub(s.len() + head.len());
+        let mut used = 0;
+        let kept = lines
+            .iter()
+            .rev()
+            .take_while(|l| {
+                used += l.len();
+                used <= room
+            })
+            .count();
+        s.push_str(head);
+        for l in &lines[lines.len() - kept..] {
+            s.push_str(l);
+        }
+    }
+    if s.len() > ROBOT_TEXT_BYTES {
+        let mut cut = ROBOT_TEXT_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
     }
     s
 }
@@ -685,6 +742,13 @@ mod tests {
             due_at: Some("2026-11-27T04:00:00Z".into()),
             note: Some("site materials"),
             event: "opened",
+            history: vec![NoticeStep {
+                at: "2026-11-27T02:00:00Z".into(),
+                action: "opened".into(),
+                status: "open".into(),
+                actor: Some("hh-7".into()),
+                note: Some("堆料".repeat(600)),
+            }],
         };
         let v: serde_json::Value =
             serde_json::from_str(&webhook_body(WebhookFormat::Wecom, &n)).unwrap();
@@ -694,6 +758,11 @@ mod tests {
             text.contains("占道堆物")
                 && text.contains("case-1")
                 && text.contains("2026-11-27T04:00:00Z")
+        );
+        assert!(
+            text.len() <= 2000,
+            "within WeCom's 2,048 bytes: {}",
+            text.len()
         );
         let v: serde_json::Value =
             serde_json::from_str(&webhook_body(WebhookFormat::Json, &n)).unwrap();

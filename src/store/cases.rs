@@ -323,7 +323,32 @@ fn enqueue(
     event: NoticeEvent,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    type StepRow = (i64, Option<String>, String, String, Option<String>);
+    let steps: Vec<StepRow> = case_history::table
+        .filter(case_history::case_id.eq(&case.case_id))
+        .order(case_history::seq)
+        .select((
+            case_history::at_ms,
+            case_history::actor,
+            case_history::action,
+            case_history::status,
+            case_history::note,
+        ))
+        .load(conn)?;
+    let history = steps
+        .into_iter()
+        .map(|(at, actor, action, status, note)| {
+            Ok(rules::NoticeStep {
+                at: crate::clock::rfc3339(from_ms(at)?),
+                action,
+                status,
+                actor,
+                note,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
     let notice = Notice {
+        history,
         case_id: &case.case_id,
         kind: case.kind.as_str(),
         road_id: case.road_id.as_deref(),

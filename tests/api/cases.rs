@@ -208,6 +208,7 @@ fn a_report_in_a_sites_area_is_told_signed_then_escalates_to_enforcement() {
     assert_eq!(notice["status"], "notified");
     assert_eq!(notice["road_id"], "qingfeng-road");
     assert_eq!(notice["note"], "site materials on the footway");
+    assert_eq!(notice["history"][0]["action"], "opened");
     let case_id = notice["case_id"].as_str().unwrap().to_owned();
 
     let case = app.get_as(&format!("/v1/cases/{case_id}"), &warden).json();
@@ -249,6 +250,15 @@ fn a_report_in_a_sites_area_is_told_signed_then_escalates_to_enforcement() {
         text.contains(&case_id) && text.contains("escalated"),
         "{text}"
     );
+    // The squad reads the whole story, in order.
+    let story: Vec<usize> = ["opened", "notified", "reported_again", "overdue"]
+        .iter()
+        .map(|step| {
+            text.find(&format!(" {step}"))
+                .unwrap_or_else(|| panic!("{step} missing from {text}"))
+        })
+        .collect();
+    assert!(story.is_sorted(), "{text}");
     let history: Vec<String> =
         app.get_as(&format!("/v1/cases/{case_id}"), &warden).json()["history"]
             .as_array()
