@@ -156,7 +156,7 @@ fn party(action: PartyCommand) -> anyhow::Result<()> {
                     p.party_id,
                     p.kind.as_str(),
                     p.webhook_format.as_str(),
-                    p.webhook_url,
+                    kerbside::domain::cases::redact_url(&p.webhook_url),
                     p.deadline_minutes,
                     p.name
                 );

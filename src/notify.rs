@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::domain::cases::{WEBHOOK_TIMEOUT, accepted, signature};
+use crate::domain::cases::{
+    WEBHOOK_TIMEOUT, WebhookFormat, accepted, dingtalk_signed_url, signature,
+};
 use crate::store::{Attempt, Pending, Store};
 
 /// How often the outbox is looked at, real time.
@@ -99,8 +101,14 @@ pub fn spawn(store: Store, clock: Arc<dyn Clock>, leading: Arc<AtomicBool>) {
 /// One POST of a notification, and how it went.
 async fn attempt(client: &reqwest::Client, clock: &dyn Clock, p: Pending) -> (i64, Attempt) {
     let started = Instant::now();
+    let url = match (&p.robot_secret, p.format) {
+        (Some(secret), WebhookFormat::Dingtalk) => {
+            dingtalk_signed_url(&p.url, secret, clock.now().timestamp_millis())
+        }
+        _ => p.url.clone(),
+    };
     let sent = client
-        .post(&p.url)
+        .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             "X-Kerbside-Signature",

@@ -491,6 +491,10 @@ pub struct PartyInput {
     pub webhook_format: Option<String>,
     #[serde(default)]
     pub deadline_minutes: Option<u32>,
+    /// A DingTalk robot's signing secret (`SEC...`), for a group whose
+    /// robot has 加签 (signing) turned on; write-only.
+    #[serde(default)]
+    pub robot_secret: Option<String>,
 }
 
 /// A checked party.
@@ -504,6 +508,8 @@ pub struct PartySpec {
     pub webhook_url: String,
     pub webhook_format: WebhookFormat,
     pub deadline_minutes: u32,
+    /// A DingTalk robot's signing secret.
+    pub robot_secret: Option<String>,
 }
 
 /// Checks a party; `Err` says what is wrong, for a 422 or the command line.
@@ -527,6 +533,25 @@ pub fn check_party(p: PartyInput, default_deadline: u32) -> Result<PartySpec, St
         })?,
     };
     check_webhook_url(&p.webhook_url)?;
+    let robot_secret = match (p.robot_secret, webhook_format) {
+        (None, _) => None,
+        (Some(s), WebhookFormat::Dingtalk) => {
+            let s = s.trim().to_owned();
+            if s.is_empty() || s.len() > 200 || !s.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(
+                    "robot_secret must be the DingTalk robot's signing secret (SEC..., at most 200 printable ASCII characters)"
+                        .into(),
+                );
+            }
+            Some(s)
+        }
+        (Some(_), f) => {
+            return Err(format!(
+                "robot_secret is for a dingtalk robot that signs; webhook_format is {}",
+                f.as_str()
+            ));
+        }
+    };
     let deadline_minutes = p.deadline_minutes.unwrap_or(default_deadline);
     if !(1..=MAX_DEADLINE_MINUTES).contains(&deadline_minutes) {
         return Err(format!(
@@ -557,7 +582,67 @@ pub fn check_party(p: PartyInput, default_deadline: u32) -> Result<PartySpec, St
         webhook_url: p.webhook_url,
         webhook_format,
         deadline_minutes,
+        robot_secret,
     })
+}
+
+/// `url` as it may be shown: a group robot's URL carries its credential in
+/// the query (WeCom's `key`, DingTalk's `access_token`), and any URL may
+/// carry one in its user part, so both are starred out, keeping the
+/// parameter names.
+pub fn redact_url(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => base.to_owned(),
+            }
+        }
+        None => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(q) => {
+            let q: Vec<String> = q
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _)) => format!("{k}=***"),
+                    None => kv.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", q.join("&"))
+        }
+    }
+}
+
+/// `url` with DingTalk's signature appended, for a robot with signing on:
+/// `timestamp` (epoch milliseconds, which DingTalk wants within an hour of
+/// its own clock) and `sign`, the base64 of the HMAC-SHA256 of
+/// `"{timestamp}\n{secret}"` keyed with `secret`, URL-encoded.
+pub fn dingtalk_signed_url(url: &str, secret: &str, timestamp_ms: i64) -> String {
+    use base64::Engine as _;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
+    mac.update(format!("{timestamp_ms}\n{secret}").as_bytes());
+    let sign = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let sign: String = sign
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_owned(),
+            '/' => "%2F".to_owned(),
+            '=' => "%3D".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}timestamp={timestamp_ms}&sign={sign}")
 }
 
 fn check_webhook_url(url: &str) -> Result<(), String> {
@@ -795,5 +880,57 @@ mod tests {
         // kerbside's own JSON format: any 2xx is delivered.
         assert_eq!(accepted(WebhookFormat::Json, r#"{"errcode":1}"#), Ok(()));
         assert_eq!(accepted(WebhookFormat::Wecom, "ok"), Ok(()));
+    }
+
+    #[test]
+    fn a_dingtalk_url_is_signed_as_its_robot_expects() {
+        // Computed with DingTalk's own recipe (Python's hmac, base64 and
+        // quote_plus) for this secret and timestamp.
+        let url = dingtalk_signed_url(
+            "https://oapi.dingtalk.com/robot/send?access_token=abc",
+            "SEC0123456789abcdef",
+            1_764_208_800_000,
+        );
+        assert_eq!(
+            url,
+            "https://oapi.dingtalk.com/robot/send?access_token=abc&timestamp=1764208800000\
+             &sign=gPot9S7EgLnkgbceoHupOJUUNu0970H5OlqU0Nns4WE%3D"
+        );
+    }
+
+    #[test]
+    fn a_robot_secret_is_for_dingtalk_only() {
+        let party = |format: &str, secret: &str| PartyInput {
+            party_id: "g".into(),
+            name: "group".into(),
+            kind: "enforcement".into(),
+            area: None,
+            webhook_url: "https://oapi.dingtalk.com/robot/send?access_token=abc".into(),
+            webhook_format: Some(format.into()),
+            deadline_minutes: None,
+            robot_secret: Some(secret.into()),
+        };
+        assert_eq!(
+            check_party(party("dingtalk", "SECabc"), 120)
+                .unwrap()
+                .robot_secret
+                .as_deref(),
+            Some("SECabc")
+        );
+        assert!(check_party(party("wecom", "SECabc"), 120).is_err());
+        assert!(check_party(party("dingtalk", "has space"), 120).is_err());
+    }
+
+    #[test]
+    fn a_shown_url_keeps_no_credential() {
+        assert_eq!(
+            redact_url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-7xxx"),
+            "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=***"
+        );
+        assert_eq!(
+            redact_url("https://user:pw@hooks.example.cn:8443/a/b?x=1&y"),
+            "https://***@hooks.example.cn:8443/a/b?x=***&y"
+        );
+        assert_eq!(redact_url("http://10.0.0.5/hook"), "http://10.0.0.5/hook");
     }
 }

@@ -46,6 +46,8 @@ pub struct PartyView {
     /// GeoJSON Polygon (WGS 84); null for enforcement.
     #[schema(value_type = Option<Object>)]
     pub area: Option<Value>,
+    /// With the values of its query and any user part starred out: a group
+    /// robot's key is a credential.
     pub webhook_url: String,
     /// `json`, `wecom` or `dingtalk`.
     pub webhook_format: &'static str,
@@ -61,7 +63,7 @@ impl From<PartyRecord> for PartyView {
             name: p.name,
             kind: p.kind.as_str(),
             area: p.area,
-            webhook_url: p.webhook_url,
+            webhook_url: rules::redact_url(&p.webhook_url),
             webhook_format: p.webhook_format.as_str(),
             deadline_minutes: p.deadline_minutes,
             created_at: p.created_at,

@@ -159,6 +159,8 @@ pub struct Pending {
     pub secret: String,
     /// What the receiver is: kerbside's JSON, or a chat group robot.
     pub format: WebhookFormat,
+    /// A DingTalk robot's signing secret, to sign the URL with at send time.
+    pub robot_secret: Option<String>,
     pub body: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -592,6 +594,7 @@ impl Store {
                     parties::webhook_url.eq(&p.webhook_url),
                     parties::webhook_format.eq(p.webhook_format.as_str()),
                     parties::webhook_secret.eq(secret),
+                    parties::robot_secret.eq(p.robot_secret.as_deref()),
                     parties::deadline_minutes
                         .eq(i32::try_from(p.deadline_minutes).unwrap_or(i32::MAX)),
                     parties::created_at_ms.eq(to_ms(now)),
@@ -869,7 +872,17 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Pending>, StoreError> {
-        type Row = (i64, String, String, String, String, String, i32, i64);
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            String,
+            i32,
+            i64,
+        );
         let rows: Vec<Row> = notifications::table
             .inner_join(parties::table)
             .filter(notifications::next_attempt_at_ms.le(to_ms(now)))
@@ -881,6 +894,7 @@ impl Store {
                 parties::webhook_url,
                 parties::webhook_secret,
                 parties::webhook_format,
+                parties::robot_secret,
                 notifications::body,
                 notifications::attempts,
                 notifications::created_at_ms,
@@ -888,7 +902,7 @@ impl Store {
             .load(&mut *self.conn()?)?;
         rows.into_iter()
             .map(
-                |(id, party, url, secret, format, body, attempts, created)| {
+                |(id, party, url, secret, format, robot_secret, body, attempts, created)| {
                     Ok(Pending {
                         notification_id: id,
                         url,
@@ -896,6 +910,7 @@ impl Store {
                         format: WebhookFormat::parse(&format).ok_or_else(|| {
                             StoreError::Corrupt(format!("party {party}: webhook_format"))
                         })?,
+                        robot_secret,
                         body,
                         attempts,
                         created_at: from_ms(created)?,

@@ -209,6 +209,7 @@ diesel::table! {
         webhook_url -> Text,
         webhook_format -> Text,
         webhook_secret -> Text,
+        robot_secret -> Nullable<Text>,
         deadline_minutes -> Integer,
         created_at_ms -> BigInt,
     }

@@ -24,6 +24,8 @@ use crate::process::{Service, agent, get};
 /// One POST as the receiver got it.
 #[derive(Debug, Clone)]
 struct Received {
+    /// The request target: path and query.
+    target: String,
     headers: Vec<(String, String)>,
     body: String,
     /// The status the receiver answered with.
@@ -88,6 +90,7 @@ impl Receiver {
                 served += 1;
                 let failed = served <= failing.load(Ordering::SeqCst);
                 kept.lock().unwrap().push(Received {
+                    target: line.split_whitespace().nth(1).unwrap_or("").to_owned(),
                     headers,
                     body: String::from_utf8_lossy(&body).into_owned(),
                     status: if failed { 500 } else { 200 },
@@ -651,4 +654,68 @@ fn a_webhook_that_never_answers_is_given_up_on_after_5_s_and_ingest_goes_on() {
     let n = &app.get_as(&case_url, &warden).json()["notifications"][0];
     assert_eq!(n["last_error"], "no answer within 5 s");
     assert_eq!(n["delivered_at"], Value::Null);
+}
+
+#[test]
+fn a_dingtalk_robot_that_signs_gets_a_signed_url() {
+    use base64::Engine as _;
+    use hmac::{Hmac, Mac};
+    let app = spawn_app();
+    let (admin, warden) = (app.token(Role::Admin), app.token(Role::Warden));
+    let hook = Receiver::start(0);
+    let (lon, lat) = crate::violations::footway_point();
+    let secret = "SEC5f0c1e2d3b4a5968778695a4b3c2d1e0f";
+    let party = add_party(
+        &app,
+        &admin,
+        json!({"party_id": "shop-dd", "name": "shop", "kind": "shop",
+               "area": square(lon, lat, 0.0003),
+               "webhook_url": format!("{}?access_token=t0k", hook.url),
+               "webhook_format": "dingtalk", "robot_secret": secret}),
+    );
+    assert!(
+        !party.to_string().contains(secret),
+        "the robot's secret is never shown"
+    );
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}}).to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    wait_until("the robot called", || !hook.received().is_empty());
+    let target = hook.received()[0].target.clone();
+    let query: std::collections::HashMap<&str, &str> = target
+        .split_once('?')
+        .unwrap()
+        .1
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
+    assert_eq!(query["access_token"], "t0k");
+    let timestamp = query["timestamp"];
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}\n{secret}").as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(mac.finalize().into_bytes())
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    assert_eq!(query["sign"], expected);
+    let listed = app.get_as("/v1/parties", &warden).json().to_string();
+    assert!(
+        !listed.contains(secret) && !listed.contains("t0k"),
+        "{listed}"
+    );
+    assert!(listed.contains("access_token=***"), "{listed}");
+    let r = app.post_as(
+        "/v1/parties",
+        &admin,
+        &json!({"party_id": "shop-wc", "name": "shop", "kind": "shop",
+               "area": square(lon, lat, 0.0003), "webhook_url": hook.url,
+               "webhook_format": "wecom", "robot_secret": secret})
+        .to_string(),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("robot_secret"), "{}", r.body);
 }

@@ -11,6 +11,8 @@ CREATE TABLE parties (
     webhook_url      TEXT NOT NULL,
     webhook_format   TEXT NOT NULL,
     webhook_secret   TEXT NOT NULL,
+    -- A DingTalk robot's signing secret (SEC...), when its group signs.
+    robot_secret     TEXT,
     deadline_minutes INTEGER NOT NULL,
     created_at_ms    BIGINT NOT NULL
 );
