@@ -315,6 +315,35 @@ fn history(
     Ok(())
 }
 
+/// A case's history, oldest first.
+fn load_history(conn: &mut Db, case_id: &str) -> Result<Vec<CaseStep>, StoreError> {
+    type StepRow = (i64, Option<String>, String, String, Option<String>);
+    let steps: Vec<StepRow> = case_history::table
+        .filter(case_history::case_id.eq(case_id))
+        .order(case_history::seq)
+        .select((
+            case_history::at_ms,
+            case_history::actor,
+            case_history::action,
+            case_history::status,
+            case_history::note,
+        ))
+        .load(conn)?;
+    steps
+        .into_iter()
+        .map(|(at, actor, action, status, note)| {
+            Ok(CaseStep {
+                at: from_ms(at)?,
+                actor,
+                action,
+                status: CaseStatus::parse(&status)
+                    .ok_or_else(|| StoreError::Corrupt(format!("case {case_id}: status")))?,
+                note,
+            })
+        })
+        .collect()
+}
+
 /// Writes a notification of `case` to `party_id` into the outbox, due at
 /// once; its body is fixed now, in the party's format.
 fn enqueue(
@@ -325,30 +354,16 @@ fn enqueue(
     event: NoticeEvent,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    type StepRow = (i64, Option<String>, String, String, Option<String>);
-    let steps: Vec<StepRow> = case_history::table
-        .filter(case_history::case_id.eq(&case.case_id))
-        .order(case_history::seq)
-        .select((
-            case_history::at_ms,
-            case_history::actor,
-            case_history::action,
-            case_history::status,
-            case_history::note,
-        ))
-        .load(conn)?;
-    let history = steps
+    let history = load_history(conn, &case.case_id)?
         .into_iter()
-        .map(|(at, actor, action, status, note)| {
-            Ok(rules::NoticeStep {
-                at: crate::clock::rfc3339(from_ms(at)?),
-                action,
-                status,
-                actor,
-                note,
-            })
+        .map(|h| rules::NoticeStep {
+            at: crate::clock::rfc3339(h.at),
+            action: h.action,
+            status: h.status.as_str().to_owned(),
+            actor: h.actor,
+            note: h.note,
         })
-        .collect::<Result<_, StoreError>>()?;
+        .collect();
     let notice = Notice {
         history,
         case_id: &case.case_id,
@@ -658,31 +673,7 @@ impl Store {
         let Some(case) = load_case(conn, case_id)? else {
             return Ok(None);
         };
-        type StepRow = (i64, Option<String>, String, String, Option<String>);
-        let steps: Vec<StepRow> = case_history::table
-            .filter(case_history::case_id.eq(case_id))
-            .order(case_history::seq)
-            .select((
-                case_history::at_ms,
-                case_history::actor,
-                case_history::action,
-                case_history::status,
-                case_history::note,
-            ))
-            .load(conn)?;
-        let history = steps
-            .into_iter()
-            .map(|(at, actor, action, status, note)| {
-                Ok(CaseStep {
-                    at: from_ms(at)?,
-                    actor,
-                    action,
-                    status: CaseStatus::parse(&status)
-                        .ok_or_else(|| StoreError::Corrupt(format!("case {case_id}: status")))?,
-                    note,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let history = load_history(conn, case_id)?;
         type Row = (
             i64,
             String,
