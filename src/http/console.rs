@@ -1,5 +1,5 @@
 //! `GET /`: the console page (contract 6.2), and its assets under
-//! `/console/`, all built into the binary: the page's own ES module and
+//! `/console/`, all built into the binary: the page's own ES modules and
 //! style (`console/src/`) and Leaflet (`console/node_modules`, from npm,
 //! pinned by `console/package-lock.json`). Nothing is fetched from the
 //! internet, at build's end or at run time.
@@ -23,6 +23,26 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         asset!("src/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/api.js"),
+    ),
+    (
+        "road.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/road.js"),
+    ),
+    (
+        "warden.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/warden.js"),
+    ),
+    (
+        "cases.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/cases.js"),
     ),
     (
         "style.css",

@@ -1,8 +1,8 @@
 //! The console page in a real browser: headless Chromium driven over
 //! WebDriver (Debian's `chromium` and `chromium-driver`). It loads `/`,
 //! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
-//! turns its bay red without a reload. A screenshot is kept in
-//! `target/test-artefacts/`. Under CI a missing browser fails the test;
+//! turns its bay red without a reload; a warden tickets from it and sees
+//! the road's cases. Screenshots are kept in `target/test-artefacts/`. Under CI a missing browser fails the test;
 //! elsewhere it is skipped, loudly.
 
 use std::process::{Child, Command, Stdio};
@@ -128,12 +128,26 @@ impl<'a> Browser<'a> {
 
     /// Runs `script` in the page and gives back its value.
     fn eval(&self, script: &str) -> Value {
+        self.eval_with(script, json!([]))
+    }
+
+    /// Runs `script` in the page with `args` as `arguments`.
+    fn eval_with(&self, script: &str, args: Value) -> Value {
         self.driver.call(
             "POST",
             &format!("/session/{}/execute/sync", self.session),
-            Some(json!({"script": script, "args": []})),
+            Some(json!({"script": script, "args": args})),
         )["value"]
             .clone()
+    }
+
+    /// Types `token` into the page's sign-in form and sends it.
+    fn sign_in(&self, token: &str) {
+        self.eval_with(
+            "document.getElementById('token').value = arguments[0]; \
+             document.getElementById('warden-form').requestSubmit(); return true",
+            json!([token]),
+        );
     }
 
     fn wait_for(&self, what: &str, script: &str) {
@@ -147,9 +161,20 @@ impl<'a> Browser<'a> {
         }
     }
 
-    /// Saves a PNG of the page to `target/test-artefacts/NAME.png`.
+    /// Saves a PNG of the whole page to `target/test-artefacts/NAME.png`
+    /// (the window made as tall as the page first).
     fn screenshot(&self, name: &str) {
         use base64::Engine;
+        let height = self
+            .eval("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(900, 4000);
+        self.driver.call(
+            "POST",
+            &format!("/session/{}/window/rect", self.session),
+            Some(json!({"width": 1280, "height": height + 100})),
+        );
         let v = self.driver.call(
             "GET",
             &format!("/session/{}/screenshot", self.session),
@@ -197,6 +222,18 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
         "grey while nothing is known"
     );
     page.eval("window.__loaded = performance.timeOrigin; return true");
+    // No basemap: no tile layer, and nothing fetched from anywhere but
+    // kerbside.
+    assert_eq!(
+        page.eval("return document.querySelectorAll('.leaflet-tile').length"),
+        json!(0)
+    );
+    let elsewhere = page.eval_with(
+        "return performance.getEntriesByType('resource').map(e => e.name) \
+           .filter(n => !n.startsWith(arguments[0]))",
+        json!([format!("{}/", app.base)]),
+    );
+    assert_eq!(elsewhere, json!([]), "fetched from outside kerbside");
 
     let sensor = app.mqtt("s-console");
     sensor.send_events(
@@ -281,10 +318,7 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         "the road drawn",
         "return document.querySelectorAll('path[data-bay]').length === 136",
     );
-    page.eval(&format!(
-        "document.getElementById('token').value = '{warden}'; \
-         document.getElementById('warden-form').requestSubmit(); return true"
-    ));
+    page.sign_in(&warden);
     page.wait_for(
         "the two open violations listed, and their markers",
         "return document.querySelectorAll('#violations li').length === 2 \
@@ -350,4 +384,91 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         "the dismissal changed nothing"
     );
     page.screenshot("console-warden");
+}
+
+#[test]
+fn a_warden_sees_open_cases_and_violations_on_one_map() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    app.wait_for_broker();
+    let warden = app.token(kerbside::domain::auth::Role::Warden);
+    let (lon, lat) = crate::violations::footway_point();
+    // A van on the footway: a violation, and a case of its own.
+    app.mqtt("hh-cases").send_events(
+        "hh-cases",
+        &json!({"event_id": "van-1", "type": "report", "observed_at": at(-2),
+                "category": "footway_parking", "position": {"lon": lon, "lat": lat}}),
+    );
+    // Goods piled on the footway, 30 m east: a case alone.
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon + 0.0003, "lat": lat},
+                "note": "crates of fruit on the footway"})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let goods = r.json()["case_id"].as_str().unwrap().to_owned();
+    crate::helpers::wait_until("both cases open", || {
+        app.get_as("/v1/cases?road_id=qingfeng-road", &warden)
+            .json()["cases"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2)
+    });
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    assert_eq!(
+        page.eval("return document.querySelectorAll('.case-marker').length"),
+        json!(0),
+        "no cases without a token"
+    );
+    page.sign_in(&warden);
+    page.wait_for(
+        "two case markers and one violation circle",
+        "return document.querySelectorAll('.case-marker').length === 2 \
+         && document.querySelectorAll('#cases li').length === 2 \
+         && document.querySelectorAll('path.leaflet-interactive[stroke=\"#a31d12\"]').length === 1",
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('cases-message').textContent"),
+        json!("2 open cases")
+    );
+    let item = page.eval(&format!(
+        "return document.querySelector('#cases li[data-case=\"{goods}\"]').textContent"
+    ));
+    assert!(
+        item.as_str()
+            .unwrap()
+            .starts_with("case: obstruction, open"),
+        "{item}"
+    );
+
+    // Its details from the keyboard: focus the marker, Enter.
+    let marker = format!("document.querySelector('.case-marker[data-case=\"{goods}\"]')");
+    page.eval(&format!(
+        "{marker}.focus(); {marker}.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter'}})); return true"
+    ));
+    page.wait_for(
+        "the case's details",
+        &format!(
+            "const d = document.querySelector('.leaflet-popup .case-details[data-case=\"{goods}\"]'); \
+             return !!d && d.textContent.includes('status: open') && d.textContent.includes('kind: obstruction') \
+             && d.textContent.includes('party: none answers for this place') && d.textContent.includes('due: ') \
+             && d.textContent.includes('note: crates of fruit on the footway')"
+        ),
+    );
+    page.eval("document.querySelector('.leaflet-popup .history-link').click(); return true");
+    page.wait_for(
+        "its history",
+        "const h = document.querySelector('.leaflet-popup .case-history'); \
+         return !!h && h.textContent.includes('opened → open')",
+    );
+    page.screenshot("console-cases");
 }
