@@ -1,15 +1,17 @@
 // The console page: the road list with live occupancy, a map of the chosen
 // road whose bays follow the live stream, and, with a token kept for this
-// tab only, the warden's violations and the road's open cases. Small ES
-// modules; Leaflet is the one dependency (console/package.json).
+// tab only, the warden's violations, the road's open cases and the
+// planner's layout checks. Small ES modules; Leaflet is the one dependency
+// (console/package.json).
 import "/console/leaflet.js";
 import { json, session, useToken } from "./api.js";
 import { listCases } from "./cases.js";
+import * as planner from "./planner.js";
 import { listen, makeMap, openRoad, view } from "./road.js";
 import { listViolations, onViolation, pick } from "./warden.js";
 
 function showSignedIn() {
-  for (const id of ["warden", "cases-section"]) {
+  for (const id of ["warden", "cases-section", "planner"]) {
     document.getElementById(id).hidden = !session.token;
   }
 }
@@ -23,6 +25,7 @@ async function choose(roadId) {
     b.setAttribute("aria-current", String(b.dataset.road === roadId));
   }
   await openRoad(roadId);
+  planner.reset();
   await refresh();
 }
 
@@ -67,6 +70,7 @@ view.onViolation = (v) => {
 setInterval(() => session.token && listCases(), 30_000);
 
 makeMap();
+planner.setUp();
 showSignedIn();
 const roads = await listRoads();
 if (roads.length > 0) await choose(roads[0].road_id);

@@ -45,6 +45,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         asset!("src/cases.js"),
     ),
     (
+        "planner.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/planner.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         asset!("src/style.css"),

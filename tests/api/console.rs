@@ -2,7 +2,9 @@
 //! WebDriver (Debian's `chromium` and `chromium-driver`). It loads `/`,
 //! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
 //! turns its bay red without a reload; a warden tickets from it and sees
-//! the road's cases. Screenshots are kept in `target/test-artefacts/`. Under CI a missing browser fails the test;
+//! the road's cases; a planner checks a layout file (its errors drawn at
+//! their features, or its diff), and a stale publish is explained.
+//! Screenshots are kept in `target/test-artefacts/`. Under CI a missing browser fails the test;
 //! elsewhere it is skipped, loudly.
 
 use std::process::{Child, Command, Stdio};
@@ -384,6 +386,277 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         "the dismissal changed nothing"
     );
     page.screenshot("console-warden");
+}
+
+/// Qingfeng Road's shipped layout, as GeoJSON to change.
+fn qingfeng_layout() -> Value {
+    let path = crate::helpers::geodata_dir().join("qingfeng-road.geojson");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The feature of `layout` whose id is `id`.
+fn feature<'a>(layout: &'a mut Value, id: &str) -> &'a mut Value {
+    layout["features"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no feature {id}"))
+}
+
+/// Chooses `layout` as the file `name` in the planner's file input.
+const CHOOSE_FILE: &str = "const dt = new DataTransfer(); \
+    dt.items.add(new File([arguments[0]], arguments[1], {type: 'application/geo+json'})); \
+    const input = document.getElementById('layout-file'); input.files = dt.files; \
+    input.dispatchEvent(new Event('change')); return true";
+
+/// Drops `layout` as the file `name` on the map.
+const DROP_ON_MAP: &str = "const dt = new DataTransfer(); \
+    dt.items.add(new File([arguments[0]], arguments[1], {type: 'application/geo+json'})); \
+    const map = document.getElementById('map'); \
+    map.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+    map.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+    return true";
+
+fn current_revision(app: &crate::helpers::TestApp) -> i64 {
+    app.get("/v1/roads/qingfeng-road/layout").json()["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn the_planner_sees_each_validation_error_drawn_at_its_feature() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    let planner = app.token(kerbside::domain::auth::Role::Planner);
+    let before = current_revision(&app);
+    // A bay drawn over a planter: the planter's footprint, too small for a
+    // bay and meeting the planter itself.
+    let mut layout = qingfeng_layout();
+    let planter = feature(&mut layout, "QF-P-001")["geometry"].clone();
+    feature(&mut layout, "QF-S-014")["geometry"] = planter;
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    page.sign_in(&planner);
+    page.wait_for(
+        "the planner's view",
+        "return !document.getElementById('planner').hidden \
+         && document.querySelectorAll('#revisions li').length === 1",
+    );
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([layout.to_string(), "over-a-planter.geojson"]),
+    );
+    page.wait_for(
+        "the dry run's errors listed",
+        "return !!document.querySelector('#layout-errors li[data-feature=\"QF-S-014\"][data-code=\"barrier_conflict\"]')",
+    );
+    let listed = page.eval(
+        "return [...document.querySelectorAll('#layout-errors li')].map(li => li.textContent)",
+    );
+    let listed: Vec<String> = serde_json::from_value(listed).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.starts_with("QF-S-014: barrier_conflict: meets planter QF-P-001")),
+        "{listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.starts_with("QF-S-014: bay_size: a standard bay measures")),
+        "{listed:?}"
+    );
+    assert!(
+        page.eval("return document.getElementById('planner-message').textContent")
+            .as_str()
+            .unwrap()
+            .contains("2 problems"),
+    );
+
+    // On the map: the feature drawn in the problem style, its codes on its
+    // element, and its label (code and message) beside it.
+    let at_feature = page.eval(
+        "const p = document.querySelector('path[data-feature=\"QF-S-014\"][data-error-codes~=\"barrier_conflict\"]'); \
+         const t = [...document.querySelectorAll('.leaflet-tooltip.problem-label')] \
+           .find(t => t.textContent.startsWith('QF-S-014: ')); \
+         if (!p || !t) return 'missing: ' + !!p + ' ' + !!t; \
+         const a = p.getBoundingClientRect(), b = t.getBoundingClientRect(); \
+         return { stroke: p.getAttribute('stroke'), label: t.textContent, \
+                  dx: Math.abs((a.left + a.right) / 2 - (b.left + b.right) / 2), \
+                  gap: a.top - b.bottom }",
+    );
+    assert_eq!(at_feature["stroke"], "#c0128a", "{at_feature}");
+    let label = at_feature["label"].as_str().unwrap();
+    assert!(
+        label.contains("barrier_conflict: meets planter QF-P-001") && label.contains("bay_size: "),
+        "{label}"
+    );
+    assert!(
+        at_feature["dx"].as_f64().unwrap() < 10.0
+            && (0.0..40.0).contains(&at_feature["gap"].as_f64().unwrap()),
+        "the label sits right above its feature: {at_feature}"
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('publish').disabled"),
+        json!(true),
+        "nothing to publish while the layout has problems"
+    );
+    page.screenshot("console-planner-errors");
+    assert_eq!(current_revision(&app), before, "a dry run saves nothing");
+}
+
+#[test]
+fn the_planner_sees_the_diff_and_a_stale_publish_is_explained() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    let (planner, other) = (
+        app.token(kerbside::domain::auth::Role::Planner),
+        app.token(kerbside::domain::auth::Role::Planner),
+    );
+    let loaded = current_revision(&app);
+    // QF-S-001 renumbered (removed, and added as QF-S-901), QF-S-014's limit shortened.
+    let mut layout = qingfeng_layout();
+    let bay = feature(&mut layout, "QF-S-001");
+    bay["id"] = json!("QF-S-901");
+    bay["properties"]["bay_id"] = json!("QF-S-901");
+    feature(&mut layout, "QF-S-014")["properties"]["max_stay_minutes"] = json!(60);
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    page.sign_in(&planner);
+    page.wait_for(
+        "the planner's view",
+        "return !document.getElementById('planner').hidden",
+    );
+    page.eval_with(
+        DROP_ON_MAP,
+        json!([layout.to_string(), "renumbered.geojson"]),
+    );
+    page.wait_for(
+        "the diff drawn",
+        "return document.querySelectorAll('path[data-change]').length === 3",
+    );
+    let styles = page.eval(
+        "return Object.fromEntries([...document.querySelectorAll('path[data-change]')] \
+           .map(p => [p.dataset.feature, [p.dataset.change, p.getAttribute('stroke'), p.getAttribute('stroke-dasharray')]]))",
+    );
+    assert_eq!(
+        styles,
+        json!({
+            "QF-S-901": ["added", "#1f5fbf", null],
+            "QF-S-001": ["removed", "#7a1010", "4 3"],
+            "QF-S-014": ["changed", "#d98a00", "1 4"],
+        }),
+        "three changes, three styles"
+    );
+    let items = page.eval(
+        "return [...document.querySelectorAll('#diff li[data-change]')].map(li => li.textContent)",
+    );
+    assert_eq!(
+        items,
+        json!(["QF-S-901: added", "QF-S-014: changed", "QF-S-001: removed"])
+    );
+    // The legend says it in words, not by colour alone.
+    let legend = page.eval("return document.getElementById('diff-legend').innerText");
+    for word in ["added: ", "removed: ", "changed: ", "problem: "] {
+        assert!(legend.as_str().unwrap().contains(word), "{legend}");
+    }
+    page.wait_for(
+        "publishing offered",
+        "return !document.getElementById('publish').disabled",
+    );
+    page.screenshot("console-planner-diff");
+
+    // Meanwhile another planner publishes.
+    let mut theirs = qingfeng_layout();
+    feature(&mut theirs, "QF-S-020")["properties"]["max_stay_minutes"] = json!(90);
+    let r = app.put_as(
+        "/v1/roads/qingfeng-road/layout",
+        &other,
+        "application/geo+json",
+        Some(&format!("\"{loaded}\"")),
+        &theirs.to_string(),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let meanwhile = loaded + 1;
+    assert_eq!(current_revision(&app), meanwhile);
+
+    page.eval("document.getElementById('publish').click(); return true");
+    page.wait_for(
+        "the 412 explained",
+        &format!(
+            "const m = document.getElementById('planner-message').textContent; \
+             return document.getElementById('planner-message').dataset.kind === 'error' \
+             && m.startsWith('Not published: someone') \
+             && m.includes('published revision {meanwhile}') \
+             && m.includes('after this page loaded revision {loaded}') \
+             && m.includes('Reload the road, redo your changes') \
+             && !document.getElementById('reload').hidden"
+        ),
+    );
+    page.screenshot("console-planner-stale");
+    assert_eq!(
+        current_revision(&app),
+        meanwhile,
+        "the stale publish changed nothing"
+    );
+
+    // Reloaded and redone, it is published on top of theirs.
+    page.eval("document.getElementById('reload').click(); return true");
+    page.wait_for(
+        "the road reloaded",
+        &format!(
+            "return document.getElementById('revision').textContent === '· layout revision {meanwhile}' \
+             && document.querySelectorAll('#revisions li').length === 2"
+        ),
+    );
+    feature(&mut layout, "QF-S-020")["properties"]["max_stay_minutes"] = json!(90);
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([layout.to_string(), "renumbered.geojson"]),
+    );
+    page.wait_for(
+        "publishing offered again",
+        "return !document.getElementById('publish').disabled",
+    );
+    page.eval("document.getElementById('publish').click(); return true");
+    let published = meanwhile + 1;
+    page.wait_for(
+        "the publish",
+        &format!(
+            "return document.getElementById('planner-message').textContent \
+               === 'Published revision {published} (drawn from revision {meanwhile}).' \
+             && document.querySelectorAll('path[data-bay=\"QF-S-901\"]').length === 1 \
+             && document.querySelectorAll('#revisions li').length === 3"
+        ),
+    );
+    assert_eq!(current_revision(&app), published);
+
+    // A past revision drawn on request, over the current one.
+    page.eval(&format!(
+        "document.querySelector('button[data-draw=\"{loaded}\"]').click(); return true"
+    ));
+    page.wait_for(
+        "the first revision drawn",
+        &format!(
+            "return document.querySelectorAll('path[data-revision=\"{loaded}\"]').length === 136 + 90 + 1 \
+             && document.getElementById('revision-drawn').textContent.startsWith('revision {loaded} drawn')"
+        ),
+    );
 }
 
 #[test]
