@@ -50,3 +50,8 @@ export function say(id, text, kind = "info") {
   node.dataset.kind = kind;
   node.textContent = text;
 }
+
+/// Escapes text for the few Leaflet calls that take HTML (attribution).
+export function escapeHtml(s) {
+  return String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

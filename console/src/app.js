@@ -69,7 +69,7 @@ view.onViolation = (v) => {
 // Cases change without a violation too (a deadline passes, a party answers).
 setInterval(() => session.token && listCases(), 30_000);
 
-makeMap();
+makeMap(await json("/console/config"));
 planner.setUp();
 showSignedIn();
 const roads = await listRoads();

@@ -1,6 +1,7 @@
-// The chosen road on the map: its layout drawn from GET .../layout, and its
-// bays following the live stream (/v1/stream) without a reload.
-import { el, json, session } from "./api.js";
+// The chosen road on the map: its layout drawn from GET .../layout, its bays
+// following the live stream (/v1/stream) without a reload, and the basemap
+// beneath when the deployment names one (GET /console/config).
+import { el, escapeHtml, json, session } from "./api.js";
 
 const L = window.L;
 export const COLOURS = { free: "#2e9d46", occupied: "#d33b2c", unknown: "#9a9a9a" };
@@ -9,14 +10,20 @@ export const COLOURS = { free: "#2e9d46", occupied: "#d33b2c", unknown: "#9a9a9a
 /// which a planner's publish sends as If-Match.
 export const view = {
   road: null, revision: null, layout: null, map: null, drawn: null,
-  layers: new Map(), items: new Map(), source: null,
+  layers: new Map(), items: new Map(), source: null, basemap: null,
   // Told of each violation event on the stream, and of a click on the map.
   onViolation: () => {}, onPick: () => {},
 };
 
-/// The map, once. No basemap: the layout is the map.
-export function makeMap() {
-  view.map = L.map("map", { zoomSnap: 0.25, attributionControl: false, maxZoom: 22 });
+/// The map, once, with the basemap beneath if `config.tile_url` is set.
+export function makeMap(config) {
+  view.map = L.map("map", { zoomSnap: 0.25, attributionControl: !!config.tile_url, maxZoom: 22 });
+  if (config.tile_url) {
+    view.basemap = L.tileLayer(config.tile_url, {
+      maxZoom: 22, maxNativeZoom: 19,
+      attribution: escapeHtml(config.tile_attribution ?? ""),
+    }).addTo(view.map);
+  }
   view.map.on("click", (e) => view.onPick(e.latlng));
 }
 

@@ -3,8 +3,9 @@
 //! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
 //! turns its bay red without a reload; a warden tickets from it and sees
 //! the road's cases; a planner checks a layout file (its errors drawn at
-//! their features, or its diff), and a stale publish is explained.
-//! Screenshots are kept in `target/test-artefacts/`. Under CI a missing browser fails the test;
+//! their features, or its diff), and a stale publish is explained; a
+//! basemap is drawn only when `--tile-url` names one. Screenshots are kept
+//! in `target/test-artefacts/`. Under CI a missing browser fails the test;
 //! elsewhere it is skipped, loudly.
 
 use std::process::{Child, Command, Stdio};
@@ -224,8 +225,8 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
         "grey while nothing is known"
     );
     page.eval("window.__loaded = performance.timeOrigin; return true");
-    // No basemap: no tile layer, and nothing fetched from anywhere but
-    // kerbside.
+    // No basemap was configured: no tile layer, and nothing fetched from
+    // anywhere but kerbside.
     assert_eq!(
         page.eval("return document.querySelectorAll('.leaflet-tile').length"),
         json!(0)
@@ -744,4 +745,123 @@ fn a_warden_sees_open_cases_and_violations_on_one_map() {
          return !!h && h.textContent.includes('opened → open')",
     );
     page.screenshot("console-cases");
+}
+
+/// A tile server on a free port that answers every request with a blank
+/// PNG and keeps the paths asked for, until dropped.
+struct TileServer {
+    url: String,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TileServer {
+    fn start() -> TileServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/tiles/{{z}}/{{x}}/{{y}}.png",
+            listener.local_addr().unwrap().port()
+        );
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, done) = (paths.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use base64::Engine;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+                .unwrap();
+            while !done.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head);
+                if let Some(path) = line.split_whitespace().nth(1) {
+                    seen.lock().unwrap().push(path.to_owned());
+                }
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        png.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = conn.write_all(&png);
+            }
+        });
+        TileServer { url, paths, stop }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn with_tile_url_the_page_draws_that_basemap_beneath_the_road() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let tiles = TileServer::start();
+    let url = tiles.url.clone();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.tile_url = Some(url);
+        s.tile_attribution = Some("© test tiles <b>not bold</b>".into());
+    });
+    assert_eq!(
+        app.get("/console/config").json(),
+        json!({"tile_url": tiles.url, "tile_attribution": "© test tiles <b>not bold</b>"})
+    );
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn over loaded tiles",
+        "return document.querySelectorAll('path[data-bay]').length === 136 \
+         && document.querySelectorAll('.leaflet-tile-loaded').length > 0",
+    );
+    let asked = tiles.paths();
+    assert!(!asked.is_empty());
+    for p in &asked {
+        let parts: Vec<&str> = p
+            .strip_prefix("/tiles/")
+            .and_then(|p| p.strip_suffix(".png"))
+            .unwrap_or_else(|| panic!("{p} is not a tile"))
+            .split('/')
+            .collect();
+        assert_eq!(parts.len(), 3, "{p}");
+        assert!(parts.iter().all(|n| n.parse::<u32>().is_ok()), "{p}");
+    }
+    // Beneath the road: the tile pane under the overlay pane.
+    assert_eq!(
+        page.eval(
+            "const z = (c) => +getComputedStyle(document.querySelector(c)).zIndex; \
+             return z('.leaflet-tile-pane') < z('.leaflet-overlay-pane')"
+        ),
+        json!(true)
+    );
+    // The attribution is shown as text, never as markup.
+    assert_eq!(
+        page.eval("return document.querySelector('.leaflet-control-attribution').textContent.includes('<b>not bold</b>')"),
+        json!(true)
+    );
+    page.screenshot("console-basemap");
 }
