@@ -512,6 +512,16 @@ fn the_planner_sees_each_validation_error_drawn_at_its_feature() {
     );
     page.screenshot("console-planner-errors");
     assert_eq!(current_revision(&app), before, "a dry run saves nothing");
+
+    // A file that is not GeoJSON at all: its one problem is the layout's.
+    page.eval_with(CHOOSE_FILE, json!(["<kml></kml>", "road.kml"]));
+    page.wait_for(
+        "the malformed file's problem",
+        "const li = document.querySelectorAll('#layout-errors li'); \
+         return li.length === 1 && li[0].dataset.code === 'malformed' \
+         && li[0].textContent.startsWith('the layout: malformed: the body is not JSON') \
+         && document.querySelectorAll('path[data-error-codes]').length === 0",
+    );
 }
 
 #[test]
@@ -745,6 +755,17 @@ fn a_warden_sees_open_cases_and_violations_on_one_map() {
          return !!h && h.textContent.includes('opened → open')",
     );
     page.screenshot("console-cases");
+
+    // A warden's token does not check layouts; the page says why.
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([qingfeng_layout().to_string(), "qingfeng.geojson"]),
+    );
+    page.wait_for(
+        "the 403 said",
+        "const m = document.getElementById('planner-message'); \
+         return m.dataset.kind === 'error' && m.textContent.startsWith('403: this needs the role planner')",
+    );
 }
 
 /// A tile server on a free port that answers every request with a blank
