@@ -244,6 +244,10 @@ impl Application {
                 .trusting(settings.trusted_proxies.clone()),
             live,
             stream_heartbeat: std::time::Duration::from_secs(settings.stream_heartbeat_seconds),
+            console: http::console::ConsoleConfig {
+                tile_url: settings.tile_url.clone(),
+                tile_attribution: settings.tile_attribution.clone(),
+            },
         });
 
         let data = state.clone();

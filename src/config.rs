@@ -339,6 +339,37 @@ pub struct Settings {
     #[arg(long, env = "KERBSIDE_TRUSTED_PROXIES", value_name = "CIDR,...",
           default_value = "", hide_default_value = true, value_parser = parse_networks)]
     pub trusted_proxies: ::std::vec::Vec<IpNet>,
+    /// A basemap for the console page: a tile URL template with `{z}`,
+    /// `{x}` and `{y}` (and optionally `{s}`), `http(s)://...` or a path on
+    /// this host. Unset (the default): no basemap, and the page fetches
+    /// nothing from anywhere but kerbside.
+    #[arg(long, env = "KERBSIDE_TILE_URL", value_name = "URL", value_parser = tile_url)]
+    pub tile_url: Option<String>,
+    /// The basemap's attribution, shown as text in the map's corner (most
+    /// tile providers' terms ask for one).
+    #[arg(long, env = "KERBSIDE_TILE_ATTRIBUTION", value_name = "TEXT")]
+    pub tile_attribution: Option<String>,
+}
+
+/// A tile URL template: `http://`, `https://` or `/`, with `{z}`, `{x}`
+/// and `{y}`, and no quote or angle bracket (it ends up in the page).
+pub fn tile_url(s: &str) -> Result<String, String> {
+    if !(s.starts_with("http://") || s.starts_with("https://") || s.starts_with('/')) {
+        return Err(format!(
+            "{s:?} is not a tile URL: it starts with http://, https:// or /"
+        ));
+    }
+    if let Some(missing) = ["{z}", "{x}", "{y}"].into_iter().find(|p| !s.contains(p)) {
+        return Err(format!(
+            "{s:?} is not a tile URL template: it has no {missing} (like https://tiles.example/{{z}}/{{x}}/{{y}}.png)"
+        ));
+    }
+    if s.contains(['"', '\'', '<', '>', ' ']) || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{s:?} is not a tile URL: it holds a quote, an angle bracket or a space"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// A shared-subscription group name: one topic level, no wildcard.
@@ -377,6 +408,8 @@ impl Settings {
             public_rate_per_minute: 600,
             devices: DeviceMode::Registered,
             trusted_proxies: Vec::new(),
+            tile_url: None,
+            tile_attribution: None,
         }
     }
 }
@@ -452,6 +485,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("10.0.0.0/33") && err.contains("CIDR"), "{err}");
+    }
+
+    #[test]
+    fn a_basemap_is_a_tile_template_or_none() {
+        assert_eq!(Settings::defaults().tile_url, None);
+        let cli = Cli::try_parse_from([
+            "kerbside",
+            "serve",
+            "--tile-url",
+            "https://{s}.tiles.example/{z}/{x}/{y}.png",
+        ])
+        .unwrap();
+        let Some(Command::Serve(s)) = cli.command else {
+            panic!("not serve")
+        };
+        assert_eq!(
+            s.tile_url.as_deref(),
+            Some("https://{s}.tiles.example/{z}/{x}/{y}.png")
+        );
+        assert!(tile_url("/tiles/{z}/{x}/{y}.png").is_ok());
+        for bad in [
+            "tiles.example/{z}/{x}/{y}.png",
+            "https://tiles.example/{z}/{x}.png",
+            "https://tiles.example/{z}/{x}/{y}.png\"><script>",
+        ] {
+            let err = Cli::try_parse_from(["kerbside", "serve", "--tile-url", bad])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("tile URL"), "{err}");
+        }
     }
 
     #[test]

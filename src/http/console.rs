@@ -1,11 +1,14 @@
 //! `GET /`: the console page (contract 6.2), and its assets under
-//! `/console/`, all built into the binary: the page's own ES module and
+//! `/console/`, all built into the binary: the page's own ES modules and
 //! style (`console/src/`) and Leaflet (`console/node_modules`, from npm,
 //! pinned by `console/package-lock.json`). Nothing is fetched from the
-//! internet, at build's end or at run time.
+//! internet, at build's end or at run time: the one exception is a basemap
+//! the deployment names with `--tile-url`, which the page learns from
+//! `GET /console/config`.
 
 use actix_web::http::header::{CACHE_CONTROL, ContentType};
 use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
 
 use super::problem::ApiError;
 
@@ -23,6 +26,31 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         "app.js",
         "text/javascript; charset=utf-8",
         asset!("src/app.js"),
+    ),
+    (
+        "api.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/api.js"),
+    ),
+    (
+        "road.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/road.js"),
+    ),
+    (
+        "warden.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/warden.js"),
+    ),
+    (
+        "cases.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/cases.js"),
+    ),
+    (
+        "planner.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/planner.js"),
     ),
     (
         "style.css",
@@ -48,6 +76,23 @@ pub async fn index() -> HttpResponse {
         .content_type(ContentType::html())
         .insert_header((CACHE_CONTROL, "no-cache"))
         .body(INDEX)
+}
+
+/// What the page needs to know of the deployment (`GET /console/config`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConsoleConfig {
+    /// The basemap's tile URL template (`--tile-url`); none: no basemap.
+    pub tile_url: Option<String>,
+    /// The basemap's attribution text (`--tile-attribution`).
+    pub tile_attribution: Option<String>,
+}
+
+/// The page's settings: the basemap, if the deployment has one.
+#[get("/console/config")]
+pub async fn config(state: web::Data<super::AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .json(&state.console)
 }
 
 /// One of the page's assets.

@@ -14,7 +14,7 @@ use crate::street::Street;
 pub mod auth;
 mod bays;
 pub mod cases;
-mod console;
+pub mod console;
 pub mod devices;
 mod docs;
 mod health;
@@ -51,6 +51,8 @@ pub struct AppState {
     pub live: Arc<crate::live::Hub>,
     /// How often the live stream sends a heartbeat comment.
     pub stream_heartbeat: std::time::Duration,
+    /// What the console page learns from `GET /console/config`.
+    pub console: console::ConsoleConfig,
 }
 
 /// Registers every route and the error handlers that keep extractor
@@ -69,6 +71,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::BadRequest(format!("bad JSON body: {e}")).into()),
     )
     .service(console::index)
+    .service(console::config)
     .service(console::asset)
     .service(health::healthz)
     .service(metrics::metrics)

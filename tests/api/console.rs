@@ -1,8 +1,11 @@
 //! The console page in a real browser: headless Chromium driven over
 //! WebDriver (Debian's `chromium` and `chromium-driver`). It loads `/`,
 //! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
-//! turns its bay red without a reload. A screenshot is kept in
-//! `target/test-artefacts/`. Under CI a missing browser fails the test;
+//! turns its bay red without a reload; a warden tickets from it and sees
+//! the road's cases; a planner checks a layout file (its errors drawn at
+//! their features, or its diff), and a stale publish is explained; a
+//! basemap is drawn only when `--tile-url` names one. Screenshots are kept
+//! in `target/test-artefacts/`. Under CI a missing browser fails the test;
 //! elsewhere it is skipped, loudly.
 
 use std::process::{Child, Command, Stdio};
@@ -128,12 +131,26 @@ impl<'a> Browser<'a> {
 
     /// Runs `script` in the page and gives back its value.
     fn eval(&self, script: &str) -> Value {
+        self.eval_with(script, json!([]))
+    }
+
+    /// Runs `script` in the page with `args` as `arguments`.
+    fn eval_with(&self, script: &str, args: Value) -> Value {
         self.driver.call(
             "POST",
             &format!("/session/{}/execute/sync", self.session),
-            Some(json!({"script": script, "args": []})),
+            Some(json!({"script": script, "args": args})),
         )["value"]
             .clone()
+    }
+
+    /// Types `token` into the page's sign-in form and sends it.
+    fn sign_in(&self, token: &str) {
+        self.eval_with(
+            "document.getElementById('token').value = arguments[0]; \
+             document.getElementById('warden-form').requestSubmit(); return true",
+            json!([token]),
+        );
     }
 
     fn wait_for(&self, what: &str, script: &str) {
@@ -147,9 +164,20 @@ impl<'a> Browser<'a> {
         }
     }
 
-    /// Saves a PNG of the page to `target/test-artefacts/NAME.png`.
+    /// Saves a PNG of the whole page to `target/test-artefacts/NAME.png`
+    /// (the window made as tall as the page first).
     fn screenshot(&self, name: &str) {
         use base64::Engine;
+        let height = self
+            .eval("return document.documentElement.scrollHeight")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(900, 4000);
+        self.driver.call(
+            "POST",
+            &format!("/session/{}/window/rect", self.session),
+            Some(json!({"width": 1280, "height": height + 100})),
+        );
         let v = self.driver.call(
             "GET",
             &format!("/session/{}/screenshot", self.session),
@@ -197,6 +225,18 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
         "grey while nothing is known"
     );
     page.eval("window.__loaded = performance.timeOrigin; return true");
+    // No basemap was configured: no tile layer, and nothing fetched from
+    // anywhere but kerbside.
+    assert_eq!(
+        page.eval("return document.querySelectorAll('.leaflet-tile').length"),
+        json!(0)
+    );
+    let elsewhere = page.eval_with(
+        "return performance.getEntriesByType('resource').map(e => e.name) \
+           .filter(n => !n.startsWith(arguments[0]))",
+        json!([format!("{}/", app.base)]),
+    );
+    assert_eq!(elsewhere, json!([]), "fetched from outside kerbside");
 
     let sensor = app.mqtt("s-console");
     sensor.send_events(
@@ -281,10 +321,7 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         "the road drawn",
         "return document.querySelectorAll('path[data-bay]').length === 136",
     );
-    page.eval(&format!(
-        "document.getElementById('token').value = '{warden}'; \
-         document.getElementById('warden-form').requestSubmit(); return true"
-    ));
+    page.sign_in(&warden);
     page.wait_for(
         "the two open violations listed, and their markers",
         "return document.querySelectorAll('#violations li').length === 2 \
@@ -350,4 +387,504 @@ fn the_warden_view_tickets_and_says_plainly_when_someone_else_was_first() {
         "the dismissal changed nothing"
     );
     page.screenshot("console-warden");
+}
+
+/// Qingfeng Road's shipped layout, as GeoJSON to change.
+fn qingfeng_layout() -> Value {
+    let path = crate::helpers::geodata_dir().join("qingfeng-road.geojson");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The feature of `layout` whose id is `id`.
+fn feature<'a>(layout: &'a mut Value, id: &str) -> &'a mut Value {
+    layout["features"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no feature {id}"))
+}
+
+/// Chooses `layout` as the file `name` in the planner's file input.
+const CHOOSE_FILE: &str = "const dt = new DataTransfer(); \
+    dt.items.add(new File([arguments[0]], arguments[1], {type: 'application/geo+json'})); \
+    const input = document.getElementById('layout-file'); input.files = dt.files; \
+    input.dispatchEvent(new Event('change')); return true";
+
+/// Drops `layout` as the file `name` on the map.
+const DROP_ON_MAP: &str = "const dt = new DataTransfer(); \
+    dt.items.add(new File([arguments[0]], arguments[1], {type: 'application/geo+json'})); \
+    const map = document.getElementById('map'); \
+    map.dispatchEvent(new DragEvent('dragover', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+    map.dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true})); \
+    return true";
+
+fn current_revision(app: &crate::helpers::TestApp) -> i64 {
+    app.get("/v1/roads/qingfeng-road/layout").json()["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn the_planner_sees_each_validation_error_drawn_at_its_feature() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    let planner = app.token(kerbside::domain::auth::Role::Planner);
+    let before = current_revision(&app);
+    // A bay drawn over a planter: the planter's footprint, too small for a
+    // bay and meeting the planter itself.
+    let mut layout = qingfeng_layout();
+    let planter = feature(&mut layout, "QF-P-001")["geometry"].clone();
+    feature(&mut layout, "QF-S-014")["geometry"] = planter;
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    page.sign_in(&planner);
+    page.wait_for(
+        "the planner's view",
+        "return !document.getElementById('planner').hidden \
+         && document.querySelectorAll('#revisions li').length === 1",
+    );
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([layout.to_string(), "over-a-planter.geojson"]),
+    );
+    page.wait_for(
+        "the dry run's errors listed",
+        "return !!document.querySelector('#layout-errors li[data-feature=\"QF-S-014\"][data-code=\"barrier_conflict\"]')",
+    );
+    let listed = page.eval(
+        "return [...document.querySelectorAll('#layout-errors li')].map(li => li.textContent)",
+    );
+    let listed: Vec<String> = serde_json::from_value(listed).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.starts_with("QF-S-014: barrier_conflict: meets planter QF-P-001")),
+        "{listed:?}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.starts_with("QF-S-014: bay_size: a standard bay measures")),
+        "{listed:?}"
+    );
+    assert!(
+        page.eval("return document.getElementById('planner-message').textContent")
+            .as_str()
+            .unwrap()
+            .contains("2 problems"),
+    );
+
+    // On the map: the feature drawn in the problem style, its codes on its
+    // element, and its label (code and message) beside it.
+    let at_feature = page.eval(
+        "const p = document.querySelector('path[data-feature=\"QF-S-014\"][data-error-codes~=\"barrier_conflict\"]'); \
+         const t = [...document.querySelectorAll('.leaflet-tooltip.problem-label')] \
+           .find(t => t.textContent.startsWith('QF-S-014: ')); \
+         if (!p || !t) return 'missing: ' + !!p + ' ' + !!t; \
+         return { stroke: p.getAttribute('stroke'), label: t.textContent }",
+    );
+    assert_eq!(at_feature["stroke"], "#c0128a", "{at_feature}");
+    let label = at_feature["label"].as_str().unwrap();
+    assert!(
+        label.contains("barrier_conflict: meets planter QF-P-001") && label.contains("bay_size: "),
+        "{label}"
+    );
+    // Once the map has stopped moving, the label sits right above it.
+    page.wait_for(
+        "the label right above its feature",
+        "const p = document.querySelector('path[data-feature=\"QF-S-014\"]'); \
+         const t = [...document.querySelectorAll('.leaflet-tooltip.problem-label')] \
+           .find(t => t.textContent.startsWith('QF-S-014: ')); \
+         const a = p.getBoundingClientRect(), b = t.getBoundingClientRect(); \
+         const dx = Math.abs((a.left + a.right) / 2 - (b.left + b.right) / 2), gap = a.top - b.bottom; \
+         return dx < 10 && gap >= 0 && gap < 40",
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('publish').disabled"),
+        json!(true),
+        "nothing to publish while the layout has problems"
+    );
+    page.screenshot("console-planner-errors");
+    assert_eq!(current_revision(&app), before, "a dry run saves nothing");
+
+    // A file that is not GeoJSON at all: its one problem is the layout's.
+    page.eval_with(CHOOSE_FILE, json!(["<kml></kml>", "road.kml"]));
+    page.wait_for(
+        "the malformed file's problem",
+        "const li = document.querySelectorAll('#layout-errors li'); \
+         return li.length === 1 && li[0].dataset.code === 'malformed' \
+         && li[0].textContent.startsWith('the layout: malformed: the body is not JSON') \
+         && document.querySelectorAll('path[data-error-codes]').length === 0",
+    );
+}
+
+#[test]
+fn the_planner_sees_the_diff_and_a_stale_publish_is_explained() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    let (planner, other) = (
+        app.token(kerbside::domain::auth::Role::Planner),
+        app.token(kerbside::domain::auth::Role::Planner),
+    );
+    let loaded = current_revision(&app);
+    // QF-S-001 renumbered (removed, and added as QF-S-901), QF-S-014's limit shortened.
+    let mut layout = qingfeng_layout();
+    let bay = feature(&mut layout, "QF-S-001");
+    bay["id"] = json!("QF-S-901");
+    bay["properties"]["bay_id"] = json!("QF-S-901");
+    feature(&mut layout, "QF-S-014")["properties"]["max_stay_minutes"] = json!(60);
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    page.sign_in(&planner);
+    page.wait_for(
+        "the planner's view",
+        "return !document.getElementById('planner').hidden",
+    );
+    page.eval_with(
+        DROP_ON_MAP,
+        json!([layout.to_string(), "renumbered.geojson"]),
+    );
+    page.wait_for(
+        "the diff drawn",
+        "return document.querySelectorAll('path[data-change]').length === 3",
+    );
+    let styles = page.eval(
+        "return Object.fromEntries([...document.querySelectorAll('path[data-change]')] \
+           .map(p => [p.dataset.feature, [p.dataset.change, p.getAttribute('stroke'), p.getAttribute('stroke-dasharray')]]))",
+    );
+    assert_eq!(
+        styles,
+        json!({
+            "QF-S-901": ["added", "#1f5fbf", null],
+            "QF-S-001": ["removed", "#7a1010", "4 3"],
+            "QF-S-014": ["changed", "#d98a00", "1 4"],
+        }),
+        "three changes, three styles"
+    );
+    let items = page.eval(
+        "return [...document.querySelectorAll('#diff li[data-change]')].map(li => li.textContent)",
+    );
+    assert_eq!(
+        items,
+        json!(["QF-S-901: added", "QF-S-014: changed", "QF-S-001: removed"])
+    );
+    // The legend says it in words, not by colour alone.
+    let legend = page.eval("return document.getElementById('diff-legend').innerText");
+    for word in ["added: ", "removed: ", "changed: ", "problem: "] {
+        assert!(legend.as_str().unwrap().contains(word), "{legend}");
+    }
+    page.wait_for(
+        "publishing offered",
+        "return !document.getElementById('publish').disabled",
+    );
+    page.screenshot("console-planner-diff");
+
+    // Meanwhile another planner publishes.
+    let mut theirs = qingfeng_layout();
+    feature(&mut theirs, "QF-S-020")["properties"]["max_stay_minutes"] = json!(90);
+    let r = app.put_as(
+        "/v1/roads/qingfeng-road/layout",
+        &other,
+        "application/geo+json",
+        Some(&format!("\"{loaded}\"")),
+        &theirs.to_string(),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    let meanwhile = loaded + 1;
+    assert_eq!(current_revision(&app), meanwhile);
+
+    page.eval("document.getElementById('publish').click(); return true");
+    page.wait_for(
+        "the 412 explained",
+        &format!(
+            "const m = document.getElementById('planner-message').textContent; \
+             return document.getElementById('planner-message').dataset.kind === 'error' \
+             && m.startsWith('Not published: someone') \
+             && m.includes('published revision {meanwhile}') \
+             && m.includes('after this page loaded revision {loaded}') \
+             && m.includes('Reload the road, redo your changes') \
+             && !document.getElementById('reload').hidden"
+        ),
+    );
+    page.screenshot("console-planner-stale");
+    assert_eq!(
+        current_revision(&app),
+        meanwhile,
+        "the stale publish changed nothing"
+    );
+
+    // Reloaded and redone, it is published on top of theirs.
+    page.eval("document.getElementById('reload').click(); return true");
+    page.wait_for(
+        "the road reloaded",
+        &format!(
+            "return document.getElementById('revision').textContent === '· layout revision {meanwhile}' \
+             && document.querySelectorAll('#revisions li').length === 2"
+        ),
+    );
+    feature(&mut layout, "QF-S-020")["properties"]["max_stay_minutes"] = json!(90);
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([layout.to_string(), "renumbered.geojson"]),
+    );
+    page.wait_for(
+        "publishing offered again",
+        "return !document.getElementById('publish').disabled",
+    );
+    page.eval("document.getElementById('publish').click(); return true");
+    let published = meanwhile + 1;
+    page.wait_for(
+        "the publish",
+        &format!(
+            "return document.getElementById('planner-message').textContent \
+               === 'Published revision {published} (drawn from revision {meanwhile}).' \
+             && document.querySelectorAll('path[data-bay=\"QF-S-901\"]').length === 1 \
+             && document.querySelectorAll('#revisions li').length === 3"
+        ),
+    );
+    assert_eq!(current_revision(&app), published);
+
+    // A past revision drawn on request, over the current one.
+    page.eval(&format!(
+        "document.querySelector('button[data-draw=\"{loaded}\"]').click(); return true"
+    ));
+    page.wait_for(
+        "the first revision drawn",
+        &format!(
+            "return document.querySelectorAll('path[data-revision=\"{loaded}\"]').length === 136 + 90 + 1 \
+             && document.getElementById('revision-drawn').textContent.startsWith('revision {loaded} drawn')"
+        ),
+    );
+}
+
+#[test]
+fn a_warden_sees_open_cases_and_violations_on_one_map() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    app.wait_for_broker();
+    let warden = app.token(kerbside::domain::auth::Role::Warden);
+    let (lon, lat) = crate::violations::footway_point();
+    // A van on the footway: a violation, and a case of its own.
+    app.mqtt("hh-cases").send_events(
+        "hh-cases",
+        &json!({"event_id": "van-1", "type": "report", "observed_at": at(-2),
+                "category": "footway_parking", "position": {"lon": lon, "lat": lat}}),
+    );
+    // Goods piled on the footway, 30 m east: a case alone.
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon + 0.0003, "lat": lat},
+                "note": "crates of fruit on the footway"})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let goods = r.json()["case_id"].as_str().unwrap().to_owned();
+    crate::helpers::wait_until("both cases open", || {
+        app.get_as("/v1/cases?road_id=qingfeng-road", &warden)
+            .json()["cases"]
+            .as_array()
+            .is_some_and(|c| c.len() == 2)
+    });
+
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn",
+        "return document.querySelectorAll('path[data-bay]').length === 136",
+    );
+    assert_eq!(
+        page.eval("return document.querySelectorAll('.case-marker').length"),
+        json!(0),
+        "no cases without a token"
+    );
+    page.sign_in(&warden);
+    page.wait_for(
+        "two case markers and one violation circle",
+        "return document.querySelectorAll('.case-marker').length === 2 \
+         && document.querySelectorAll('#cases li').length === 2 \
+         && document.querySelectorAll('path.leaflet-interactive[stroke=\"#a31d12\"]').length === 1",
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('cases-message').textContent"),
+        json!("2 open cases")
+    );
+    let item = page.eval(&format!(
+        "return document.querySelector('#cases li[data-case=\"{goods}\"]').textContent"
+    ));
+    assert!(
+        item.as_str()
+            .unwrap()
+            .starts_with("case: obstruction, open"),
+        "{item}"
+    );
+
+    // Its details from the keyboard: focus the marker, Enter.
+    let marker = format!("document.querySelector('.case-marker[data-case=\"{goods}\"]')");
+    page.eval(&format!(
+        "{marker}.focus(); {marker}.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter'}})); return true"
+    ));
+    page.wait_for(
+        "the case's details",
+        &format!(
+            "const d = document.querySelector('.leaflet-popup .case-details[data-case=\"{goods}\"]'); \
+             return !!d && d.textContent.includes('status: open') && d.textContent.includes('kind: obstruction') \
+             && d.textContent.includes('party: none answers for this place') && d.textContent.includes('due: ') \
+             && d.textContent.includes('note: crates of fruit on the footway')"
+        ),
+    );
+    page.eval("document.querySelector('.leaflet-popup .history-link').click(); return true");
+    page.wait_for(
+        "its history",
+        "const h = document.querySelector('.leaflet-popup .case-history'); \
+         return !!h && h.textContent.includes('opened → open')",
+    );
+    page.screenshot("console-cases");
+
+    // A warden's token does not check layouts; the page says why.
+    page.eval_with(
+        CHOOSE_FILE,
+        json!([qingfeng_layout().to_string(), "qingfeng.geojson"]),
+    );
+    page.wait_for(
+        "the 403 said",
+        "const m = document.getElementById('planner-message'); \
+         return m.dataset.kind === 'error' && m.textContent.startsWith('403: this needs the role planner')",
+    );
+}
+
+/// A tile server on a free port that answers every request with a blank
+/// PNG and keeps the paths asked for, until dropped.
+struct TileServer {
+    url: String,
+    paths: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TileServer {
+    fn start() -> TileServer {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/tiles/{{z}}/{{x}}/{{y}}.png",
+            listener.local_addr().unwrap().port()
+        );
+        let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, done) = (paths.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use base64::Engine;
+            let png = base64::engine::general_purpose::STANDARD
+                .decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+                .unwrap();
+            while !done.load(Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                conn.set_nonblocking(false).unwrap();
+                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let line = String::from_utf8_lossy(&head);
+                if let Some(path) = line.split_whitespace().nth(1) {
+                    seen.lock().unwrap().push(path.to_owned());
+                }
+                let _ = conn.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        png.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = conn.write_all(&png);
+            }
+        });
+        TileServer { url, paths, stop }
+    }
+
+    fn paths(&self) -> Vec<String> {
+        self.paths.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn with_tile_url_the_page_draws_that_basemap_beneath_the_road() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let tiles = TileServer::start();
+    let url = tiles.url.clone();
+    let app = crate::helpers::spawn_app_with(|s| {
+        s.tile_url = Some(url);
+        s.tile_attribution = Some("© test tiles <b>not bold</b>".into());
+    });
+    assert_eq!(
+        app.get("/console/config").json(),
+        json!({"tile_url": tiles.url, "tile_attribution": "© test tiles <b>not bold</b>"})
+    );
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn over loaded tiles",
+        "return document.querySelectorAll('path[data-bay]').length === 136 \
+         && document.querySelectorAll('.leaflet-tile-loaded').length > 0",
+    );
+    let asked = tiles.paths();
+    assert!(!asked.is_empty());
+    for p in &asked {
+        let parts: Vec<&str> = p
+            .strip_prefix("/tiles/")
+            .and_then(|p| p.strip_suffix(".png"))
+            .unwrap_or_else(|| panic!("{p} is not a tile"))
+            .split('/')
+            .collect();
+        assert_eq!(parts.len(), 3, "{p}");
+        assert!(parts.iter().all(|n| n.parse::<u32>().is_ok()), "{p}");
+    }
+    // Beneath the road: the tile pane under the overlay pane.
+    assert_eq!(
+        page.eval(
+            "const z = (c) => +getComputedStyle(document.querySelector(c)).zIndex; \
+             return z('.leaflet-tile-pane') < z('.leaflet-overlay-pane')"
+        ),
+        json!(true)
+    );
+    // The attribution is shown as text, never as markup.
+    assert_eq!(
+        page.eval("return document.querySelector('.leaflet-control-attribution').textContent.includes('<b>not bold</b>')"),
+        json!(true)
+    );
+    page.screenshot("console-basemap");
 }
