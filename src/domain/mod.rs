@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod cases;
+pub mod cds;
 pub mod crs;
 pub mod devices;
 pub mod enforcement;
