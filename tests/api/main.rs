@@ -24,6 +24,7 @@ mod planning;
 mod public;
 mod roads;
 mod simulator;
+mod standards;
 mod stream;
 mod testdb;
 mod violations;
