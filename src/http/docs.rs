@@ -27,6 +27,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::metrics::metrics,
         super::public::free_spaces,
         super::public::public_roads,
+        super::datex::parking_light,
         super::cds::list_zones,
         super::cds::get_zone,
         super::cds::list_spaces,

@@ -16,6 +16,7 @@ mod bays;
 pub mod cases;
 mod cds;
 mod console;
+mod datex;
 pub mod devices;
 mod docs;
 mod health;
@@ -94,6 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/v1/public")
             .service(public::free_spaces)
             .service(public::public_roads)
+            .service(datex::parking_light)
             .service(cases::file_complaint)
             .service(cases::get_complaint)
             .route(

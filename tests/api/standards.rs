@@ -1,5 +1,6 @@
-//! Open standards: the Curb Data Specification 1.1 under `/cds/v1`,
-//! checked field by field against the specification.
+//! Open standards: the Curb Data Specification 1.1 under `/cds/v1` and the
+//! DATEX II Parking Publication Light, checked field by field against the
+//! specifications.
 
 use std::collections::BTreeSet;
 
@@ -666,4 +667,118 @@ fn ids_survive_a_restart_and_a_zone_whose_geometry_changes_gets_a_new_one() {
         as_set(ids(then["zones"].as_array().unwrap())),
         as_set(ids(&before))
     );
+}
+
+fn parking_light(app: &TestApp) -> Value {
+    let r = app.get("/v1/public/datex2/parking-light");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    r.json()["parkingPublicationLight"].clone()
+}
+
+#[test]
+fn datex_parking_light_counts_sides_and_never_calls_a_stale_bay_free() {
+    let app = spawn_app();
+    send(
+        &app,
+        "standards-sensor",
+        json!([
+            {"event_id": "1", "type": "vacated", "observed_at": at(-2), "bay_id": "QF-N-005"},
+            {"event_id": "2", "type": "occupied", "observed_at": at(-2), "bay_id": "QF-N-006"},
+            // Free when last heard, 40 minutes ago: stale now.
+            {"event_id": "3", "type": "vacated", "observed_at": at(-40), "bay_id": "QF-N-007"},
+            {"event_id": "4", "type": "vacated", "observed_at": at(-1), "bay_id": "QF-S-001"},
+        ]),
+    );
+    let p = parking_light(&app);
+    assert_eq!(p["publicationTime"], "2026-11-27T02:00:00Z");
+    assert!(p["lastUpdate"].is_string());
+    let sites = p["parkingSite"].as_array().unwrap();
+    assert_eq!(sites.len(), 2);
+    let north = sites
+        .iter()
+        .find(|s| s["id"] == "qingfeng-road:north")
+        .unwrap();
+    let south = sites
+        .iter()
+        .find(|s| s["id"] == "qingfeng-road:south")
+        .unwrap();
+    assert_eq!(north["numberOfSpaces"], 68);
+    assert_eq!(north["availableSpaces"], 1);
+    assert_eq!(south["numberOfSpaces"], 68);
+    assert_eq!(south["availableSpaces"], 1);
+    assert_eq!(north["parkingSiteStatus"], "spacesAvailable");
+    assert_eq!(north["roadName"], "庆丰路");
+    assert!(north["location"]["coordinatesForDisplay"]["latitude"].is_f64());
+    assert!(north["lastUpdate"].is_string());
+    let spaces = p["parkingSpace"].as_array().unwrap();
+    assert_eq!(spaces.len(), 136);
+    let of = |id: &str| spaces.iter().find(|s| s["id"] == id).unwrap().clone();
+    assert_eq!(of("QF-N-005")["availability"], "available");
+    assert_eq!(of("QF-N-006")["availability"], "occupied");
+    assert_eq!(of("QF-N-007")["availability"], "unknown");
+    assert_eq!(of("QF-N-008")["availability"], "unknown");
+    assert_eq!(
+        of("QF-N-005")["parkingSiteReference"],
+        "qingfeng-road:north"
+    );
+    // Counted over the same bays.
+    for site in sites {
+        let of_site: Vec<&Value> = spaces
+            .iter()
+            .filter(|s| s["parkingSiteReference"] == site["id"])
+            .collect();
+        assert_eq!(site["numberOfSpaces"], of_site.len());
+        assert_eq!(
+            site["availableSpaces"],
+            of_site
+                .iter()
+                .filter(|s| s["availability"] == "available")
+                .count()
+        );
+    }
+    // Once QF-N-005 has been silent past the window, it is unknown too.
+    app.clock.advance(Duration::minutes(29));
+    let p = parking_light(&app);
+    let north = p["parkingSite"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "qingfeng-road:north")
+        .unwrap()
+        .clone();
+    assert_eq!(north["availableSpaces"], 0);
+    assert_eq!(north["parkingSiteStatus"], "statusUnknown");
+}
+
+#[test]
+fn a_road_closed_by_its_layout_is_closed_not_full() {
+    let app = spawn_app();
+    let mut layout = app.get("/v1/roads/qingfeng-road/layout").json();
+    layout["features"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|f| f["properties"]["feature_type"] != "bay");
+    if let Some(o) = layout.as_object_mut() {
+        o.remove("revision");
+    }
+    let planner = app.token(Role::Planner);
+    let r = app.put_as(
+        "/v1/roads/qingfeng-road/layout",
+        &planner,
+        "application/json",
+        None,
+        &layout.to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p = parking_light(&app);
+    let sites = p["parkingSite"].as_array().unwrap();
+    assert_eq!(sites.len(), 1);
+    assert_eq!(sites[0]["id"], "qingfeng-road");
+    assert_eq!(sites[0]["numberOfSpaces"], 0);
+    assert_eq!(sites[0]["availableSpaces"], 0);
+    assert_eq!(sites[0]["parkingSiteStatus"], "closed");
+    assert!(p["parkingSpace"].as_array().unwrap().is_empty());
+    // CDS: no bays, no zones; the old ones are history.
+    assert!(zones(&app).is_empty());
 }
