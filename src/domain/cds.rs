@@ -82,6 +82,12 @@ pub fn bay_source_id(bay: &BayId) -> Uuid {
     v5(&format!("source:{}", bay.as_str()))
 }
 
+/// The `data_source_device_id` of what is seen on a road outside any bay
+/// (a warden's sighting or report): `v5("source:road:" + road_id)`.
+pub fn road_source_id(road: &RoadId) -> Uuid {
+    v5(&format!("source:road:{}", road.as_str()))
+}
+
 /// Whether an `Accept` header admits `media` (e.g. `application/vnd.cds+json`)
 /// at version [`VERSION`].
 ///

@@ -808,6 +808,7 @@ pub struct EventQuery {
 /// Where each bay was and which zone holds it, over the whole history
 /// (a session's bay may have been retired since).
 struct BayPlaces {
+    road: crate::domain::ids::RoadId,
     centroid: HashMap<BayId, Point<f64>>,
     zone: HashMap<BayId, Uuid>,
 }
@@ -830,7 +831,11 @@ fn bay_places(road: &RoadView, cat: &RoadCatalogue) -> BayPlaces {
             centroid.insert(b.bay_id.clone(), c);
         }
     }
-    BayPlaces { centroid, zone }
+    BayPlaces {
+        road: road.info.road_id.clone(),
+        centroid,
+        zone,
+    }
 }
 
 /// One curb event, with what the filters look at.
@@ -873,9 +878,10 @@ fn event(
     if let Some(s) = space {
         v["curb_space_id"] = json!(s);
     }
-    if let Some(b) = bay {
-        v["data_source_device_id"] = json!(cds::bay_source_id(b));
-    }
+    v["data_source_device_id"] = json!(match bay {
+        Some(b) => cds::bay_source_id(b),
+        None => cds::road_source_id(&places.road),
+    });
     Event {
         time,
         zone,

@@ -580,6 +580,49 @@ fn an_overstay_is_told_as_a_vehicle_violation() {
         told[0]["curb_space_id"],
         space_of(&app, "QF-N-020")["curb_space_id"]
     );
+
+    // A car seen in the carriageway, in no bay: told too, at its position,
+    // with a source but no space.
+    let layout = app.get("/v1/roads/qingfeng-road/layout").json();
+    let road = layout["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["properties"]["feature_type"] == "road")
+        .unwrap()
+        .clone();
+    let c = &road["geometry"]["coordinates"][1];
+    send(
+        &app,
+        "standards-handheld",
+        json!([{"event_id": "o", "type": "observed", "observed_at": at(0),
+                "position": {"lon": c[0], "lat": c[1]}, "plate": "浙F12345"}]),
+    );
+    let outside = |events: &Value| -> Option<Value> {
+        events["events"]
+            .as_array()?
+            .iter()
+            .find(|e| e["enforcement"]["violation_name"] == "outside_bay")
+            .cloned()
+    };
+    let path = format!(
+        "/cds/v1/events/events?start_time={}&end_time={}",
+        ms(-60),
+        ms(1)
+    );
+    wait_until("the sighting is told", || {
+        outside(&cds(&app, &path, Some(&t))).is_some()
+    });
+    let e = outside(&cds(&app, &path, Some(&t))).unwrap();
+    assert_eq!(e["event_type"], "vehicle_violation_start");
+    assert_eq!(
+        e["event_location"]["geometry"]["coordinates"],
+        json!([c[0], c[1]])
+    );
+    uuid(&e["data_source_device_id"]);
+    assert!(e.get("curb_space_id").is_none());
+    assert_eq!(e["data_source_type"], "in_person");
+    assert!(!e.to_string().contains("浙F12345"), "no plate in an event");
 }
 
 #[test]
