@@ -5,7 +5,9 @@
 
 pub mod auth;
 pub mod cases;
+pub mod cds;
 pub mod crs;
+pub mod datex;
 pub mod devices;
 pub mod enforcement;
 pub mod events;

@@ -27,6 +27,15 @@ use utoipa_swagger_ui::SwaggerUi;
         super::metrics::metrics,
         super::public::free_spaces,
         super::public::public_roads,
+        super::datex::parking_light,
+        super::cds::list_zones,
+        super::cds::get_zone,
+        super::cds::list_spaces,
+        super::cds::list_objects,
+        super::cds::list_policies,
+        super::cds::get_policy,
+        super::cds::list_events,
+        super::cds::metric_sessions,
         super::devices::create_device,
         super::devices::list_devices,
         super::devices::revoke_device,
@@ -42,7 +51,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::cases::get_complaint,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"), (name = "cds", description = "Curb Data Specification 1.1 (Open Mobility Foundation), under /cds/v1"))
 )]
 pub struct ApiDoc;
 

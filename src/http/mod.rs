@@ -14,7 +14,9 @@ use crate::street::Street;
 pub mod auth;
 mod bays;
 pub mod cases;
+mod cds;
 pub mod console;
+mod datex;
 pub mod devices;
 mod docs;
 mod health;
@@ -77,9 +79,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(metrics::metrics)
     .service(docs::swagger_ui())
     .service(
+        web::scope("/cds/v1")
+            .service(cds::list_zones)
+            .service(cds::get_zone)
+            .service(cds::list_spaces)
+            .service(cds::list_objects)
+            .service(cds::list_policies)
+            .service(cds::get_policy)
+            .route("/curbs/areas", web::get().to(cds::not_implemented))
+            .route("/curbs/areas/{id}", web::get().to(cds::not_implemented))
+            .route("/curbs/spaces/{id}", web::get().to(cds::not_implemented))
+            .route("/curbs/objects/{id}", web::get().to(cds::not_implemented))
+            .route("/events/status", web::get().to(cds::not_implemented))
+            .service(cds::list_events)
+            .service(cds::metric_sessions),
+    )
+    .service(
         web::scope("/v1/public")
             .service(public::free_spaces)
             .service(public::public_roads)
+            .service(datex::parking_light)
             .service(cases::file_complaint)
             .service(cases::get_complaint)
             .route(

@@ -47,6 +47,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The `Accept` header admits no form this endpoint answers in (406).
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// An optional endpoint of a standard that kerbside does not serve (501).
+    #[error("{0}")]
+    NotImplemented(String),
     /// Well-formed, but not acceptable (422).
     #[error("{0}")]
     Unprocessable(String),
@@ -74,6 +80,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
+            ApiError::NotAcceptable(_) => ("not-acceptable", "Not acceptable"),
+            ApiError::NotImplemented(_) => ("not-implemented", "Not implemented"),
             ApiError::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
                 ("validation", "Validation failed")
@@ -94,6 +102,8 @@ impl ResponseError for ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Invalid { .. } | ApiError::Unprocessable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY

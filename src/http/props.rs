@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::auth::bearer_token;
+use super::cds::{EventQuery, MAX_WINDOW_DAYS, SessionQuery as CdsSessionQuery, ZoneQuery};
 use super::layouts::{MAX_FEATURES, PutQuery, feature_collection, revision_tag};
 use super::problem::ApiError;
 use super::public::{FreeQuery, LIMIT_MAX, RADIUS_MAX_M};
@@ -363,5 +364,55 @@ fn a_layout_crs_is_wgs84_or_gcj02_else_a_400() {
     ] {
         let got = web::Query::<PutQuery>::from_query(q).map(|q| q.crs);
         assert_eq!(got.ok(), want, "{q}");
+    }
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
+
+    #[test]
+    fn any_cds_zone_query_string_is_read_or_a_400(
+        q in query_string(&["min_lat", "min_lng", "max_lat", "max_lng", "lat", "lng", "radius",
+                            "include_geometry", "time", "area"])
+    ) {
+        if let Ok(q) = web::Query::<ZoneQuery>::from_query(&q)
+            && let Err(e) = q.place()
+        {
+            prop_assert!(is_400(&e), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_cds_time_range_is_nonempty_and_bounded_or_a_400(
+        q in query_string(&["start_time", "end_time", "curb_zone_id", "curb_space_id"])
+    ) {
+        if let Ok(q) = web::Query::<EventQuery>::from_query(&q) {
+            match q.range().window(now()) {
+                Ok((from, to)) => {
+                    prop_assert!(from < to);
+                    prop_assert!(to - from <= Duration::days(MAX_WINDOW_DAYS));
+                }
+                Err(e) => prop_assert!(is_400(&e), "{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn any_cds_sessions_query_string_is_read_or_a_400(
+        q in query_string(&["start_time", "end_time", "curb_place_type", "lat", "lng", "radius"])
+    ) {
+        if let Ok(q) = web::Query::<CdsSessionQuery>::from_query(&q) {
+            if let Err(e) = q.place() {
+                prop_assert!(is_400(&e), "{e}");
+            }
+            if let Err(e) = q.range().window(now()) {
+                prop_assert!(is_400(&e), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_accept_header_is_answered(h in text()) {
+        let _ = crate::domain::cds::accepts(Some(&h), "application/vnd.cds+json");
     }
 }

@@ -162,7 +162,9 @@ pub(super) fn cors(mut res: HttpResponse) -> HttpResponse {
     res
 }
 
-fn public(mut res: HttpResponse) -> HttpResponse {
+/// Marks a public answer: any origin may read it, anyone may cache it for
+/// [`MAX_AGE_S`] seconds.
+pub(super) fn public(mut res: HttpResponse) -> HttpResponse {
     let h = res.headers_mut();
     use actix_web::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, HeaderValue};
     h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

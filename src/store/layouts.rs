@@ -337,7 +337,7 @@ impl Store {
     }
 }
 
-fn load_revision(
+pub(super) fn load_revision(
     conn: &mut super::db::Db,
     road_id: &str,
     revision: i64,

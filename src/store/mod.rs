@@ -15,6 +15,7 @@ use diesel::r2d2::{Pool, PooledConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 mod cases;
+mod cds;
 pub mod coord;
 pub(crate) mod db;
 mod devices;

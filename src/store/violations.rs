@@ -763,6 +763,32 @@ impl Store {
             .collect()
     }
 
+    /// A road's violations that began (were detected) or ended within
+    /// `[from, to)`, except those later shown void, oldest detection first.
+    pub fn violations_between(
+        &self,
+        road: &RoadId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ViolationRecord>, StoreError> {
+        let (lo, hi) = (to_ms(from), to_ms(to));
+        let rows: Vec<Row> = violations::table
+            .filter(violations::road_id.eq(road.as_str()))
+            .filter(violations::status.ne(ViolationStatus::Void.as_str()))
+            .filter(
+                violations::detected_at_ms
+                    .ge(lo)
+                    .and(violations::detected_at_ms.lt(hi))
+                    .or(violations::ended_at_ms
+                        .ge(lo)
+                        .and(violations::ended_at_ms.lt(hi))),
+            )
+            .order((violations::detected_at_ms, violations::violation_id))
+            .select(Row::as_select())
+            .load(&mut self.conn()?)?;
+        rows.into_iter().map(ViolationRecord::try_from).collect()
+    }
+
     /// One violation with its history, oldest step first.
     pub fn violation(
         &self,

@@ -17,6 +17,11 @@ fn openapi_lists_every_endpoint() {
         "/v1/bays/{bay_id}",
         "/v1/roads/{road_id}/violations",
         "/v1/stream",
+        "/v1/public/datex2/parking-light",
+        "/cds/v1/curbs/zones",
+        "/cds/v1/curbs/zones/{curb_zone_id}",
+        "/cds/v1/events/events",
+        "/cds/v1/metrics/sessions",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }

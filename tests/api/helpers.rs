@@ -281,6 +281,18 @@ impl TestApp {
         )
     }
 
+    /// GET `path` with `Accept: <accept>`, as the holder of `token` if given.
+    pub fn get_accepting(&self, path: &str, accept: &str, token: Option<&str>) -> Reply {
+        let mut req = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Accept", accept);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        Self::read(req.call().expect("GET"))
+    }
+
     /// GET `path` as the holder of `token`.
     pub fn get_as(&self, path: &str, token: &str) -> Reply {
         self.get_with(path, &format!("Bearer {token}"))

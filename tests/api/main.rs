@@ -25,6 +25,7 @@ mod process;
 mod public;
 mod roads;
 mod simulator;
+mod standards;
 mod stream;
 mod testdb;
 mod violations;
