@@ -12,6 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
         Errors are RFC 9457 problem+json. Times are RFC 3339; coordinates WGS 84 (lon, lat)."),
     paths(
         super::health::healthz,
+        super::auth::whoami,
         super::roads::list_roads,
         super::roads::get_layout,
         super::layouts::put_layout,
@@ -42,7 +43,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::cases::get_complaint,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"), (name = "auth"))
 )]
 pub struct ApiDoc;
 
