@@ -51,7 +51,7 @@ function forget() {
 
 document.getElementById("warden-form").addEventListener("submit", async (e) => {
   e.preventDefault();
-  if (!(await signIn(document.getElementById("token").value.trim()))) forget();
+  if ((await signIn(document.getElementById("token").value.trim())) === false) forget();
   // Re-opened with the token (or without it, when it was refused).
   listen();
   await refresh();
@@ -72,6 +72,19 @@ view.onLayout = async (l) => {
   if (l.road_id !== view.road || l.revision <= view.revision) return;
   await openRoad(view.road);
   await planner.newRevision(l.revision);
+};
+
+// The stream refused (EventSource gives up on any answer but 200, and does
+// not say which): if the token is why (expired or revoked since), the page
+// says so and listens without it; otherwise it opens the stream again.
+view.onLost = async (source) => {
+  if (source.readyState !== EventSource.CLOSED || source !== view.source) return;
+  if (session.token && (await signIn(session.token)) === false) {
+    forget();
+    listen();
+  } else {
+    setTimeout(() => source === view.source && listen(), 2000);
+  }
 };
 
 makeMap(await json("/console/config"));

@@ -16,6 +16,9 @@ export const view = {
   // Told of each violation, case and layout event on the stream, and of a
   // click on the map.
   onViolation: () => {}, onCase: () => {}, onLayout: () => {}, onPick: () => {},
+  // Told when the stream fails (a token refused at reconnection among the
+  // possible reasons: EventSource does not say which).
+  onLost: () => {},
 };
 
 /// The map, once, with the basemap beneath if `config.tile_url` is set.
@@ -156,7 +159,13 @@ export function listen(roadId = view.road) {
   const source = new EventSource(`/v1/stream?road=${encodeURIComponent(roadId)}${token}`);
   view.source = source;
   source.onopen = () => setLink("live", "live");
-  source.onerror = () => setLink("disconnected", "disconnected: reconnecting…");
+  source.onerror = () => {
+    // Closed for good (an answer other than 200, such as a 401) or about to
+    // retry by itself.
+    if (source.readyState === EventSource.CLOSED) setLink("disconnected", "disconnected");
+    else setLink("disconnected", "disconnected: reconnecting…");
+    view.onLost(source);
+  };
   source.addEventListener("bay", (e) => showBay(JSON.parse(e.data)));
   source.addEventListener("occupancy", (e) => showCounts(JSON.parse(e.data)));
   source.addEventListener("violation", (e) => view.onViolation(JSON.parse(e.data)));

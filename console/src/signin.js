@@ -22,23 +22,29 @@ export function showSections() {
   document.getElementById("sign-out").hidden = !session.who;
 }
 
-/// Asks whose `token` is; keeps it when valid. True when signed in.
+/// Asks whose `token` is; keeps it when valid. True when signed in with it,
+/// false when it was refused (and is forgotten), null when kerbside could
+/// not be asked (nothing changes).
 export async function signIn(token) {
-  session.who = null;
   if (!token) {
-    useToken(null);
-    tell("Not signed in: the token is empty.", "error");
-    showSections();
+    refused("the token is empty");
     return false;
   }
-  const r = await fetch("/v1/auth/whoami", { headers: { Authorization: `Bearer ${token}` } });
+  let r;
+  try {
+    r = await fetch("/v1/auth/whoami", { headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    tell("The token cannot be checked now: kerbside does not answer.", "error");
+    return null;
+  }
   const b = await body(r);
-  if (!r.ok) {
-    useToken(null);
-    const why = r.status === 401 ? (b.detail ?? "the token was refused") : `${r.status}: ${b.detail ?? "cannot sign in now"}`;
-    tell(`Not signed in: ${why}. Ask for a new token, or check it was copied whole.`, "error");
-    showSections();
+  if (r.status === 401) {
+    refused(b.detail ?? "the token was refused");
     return false;
+  }
+  if (!r.ok) {
+    tell(`The token cannot be checked now: ${r.status}: ${b.detail ?? "try again"}.`, "error");
+    return null;
   }
   useToken(token);
   session.who = b;
@@ -46,6 +52,13 @@ export async function signIn(token) {
   tell(`signed in as ${b.name} (${b.role})${until}`);
   showSections();
   return true;
+}
+
+function refused(why) {
+  useToken(null);
+  session.who = null;
+  tell(`Not signed in: ${why}. Ask for a new token, or check it was copied whole.`, "error");
+  showSections();
 }
 
 /// Forgets the token.

@@ -928,14 +928,35 @@ fn a_revision_published_through_the_api_is_drawn_without_a_reload() {
         "return document.getElementById('signed-in').textContent.startsWith('signed in as Zhou Min (planner); the token expires ') \
          && !document.getElementById('planner').hidden && document.getElementById('warden').hidden",
     );
-    app.clock.advance(chrono::Duration::minutes(10));
-    page.sign_in(&t.secret);
     page.wait_for(
-        "the expiry said",
+        "the stream open with the token",
+        "return document.getElementById('link').dataset.state === 'live'",
+    );
+    // Expired while the page is open: the next time the stream is opened
+    // (the road chosen again) it is refused, and the page says why and
+    // listens without the token.
+    app.clock.advance(chrono::Duration::minutes(10));
+    page.eval("document.querySelector('#roads button').click(); return true");
+    page.wait_for(
+        "the expiry said, and the road live again",
         "const m = document.getElementById('signed-in'); \
          return m.dataset.kind === 'error' \
          && m.textContent.startsWith('Not signed in: the token expired at 2026-11-27T02:10:00Z.') \
-         && document.getElementById('planner').hidden",
+         && document.getElementById('planner').hidden \
+         && document.getElementById('link').dataset.state === 'live'",
+    );
+    assert_eq!(
+        page.eval("return sessionStorage.getItem('kerbside-token')"),
+        Value::Null,
+        "the expired token is forgotten"
+    );
+    // Typed in again, it is refused at once.
+    page.eval("document.getElementById('signed-in').textContent = ''; return true");
+    page.sign_in(&t.secret);
+    page.wait_for(
+        "the expiry said again",
+        "return document.getElementById('signed-in').textContent \
+           .startsWith('Not signed in: the token expired at 2026-11-27T02:10:00Z.')",
     );
 }
 
