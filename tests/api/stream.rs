@@ -352,3 +352,28 @@ fn a_case_changed_by_another_instance_is_told_too() {
     });
     assert_eq!(c["status"], "resolved");
 }
+
+#[test]
+fn a_case_escalated_when_its_deadline_passes_is_told() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let staff = Stream::open(&app, "?road=qingfeng-road", Some(&warden));
+    let (lon, lat) = footway_point();
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}, "note": "scaffolding"})
+            .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let case = r.json();
+    let id = case["case_id"].as_str().unwrap().to_owned();
+    staff.next("case", |c| c["case_id"] == id.as_str());
+    // No party answers for the place: escalated after the default deadline.
+    let due = chrono::DateTime::parse_from_rfc3339(case["due_at"].as_str().unwrap()).unwrap();
+    app.clock.set(due.to_utc());
+    let c = staff.next("case", |c| {
+        c["case_id"] == id.as_str() && c["status"] == "escalated"
+    });
+    assert_eq!(c["due_at"], case["due_at"]);
+}
