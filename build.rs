@@ -8,6 +8,8 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=console/package-lock.json");
     println!("cargo:rerun-if-changed=console/src");
+    // The store's migrations are embedded: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=console/node_modules/leaflet/dist/leaflet.js");
     let dir =
         Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("console");

@@ -2,7 +2,8 @@
 //! this instance's street has it, compared with what was last told, so
 //! that every change (a commit here, another instance's commit arriving
 //! through its notice, a bay going stale) is told once, with the road's
-//! new counts; and violations as they are filed or change.
+//! new counts; violations and cases as they are filed or change; and a
+//! road's new layout revision, published here or by another instance.
 //!
 //! Listeners take a broadcast receiver; one that falls behind by more
 //! than [`BACKLOG`] messages is cut off (it reconnects), never waited for,
@@ -17,7 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::BayStatus;
-use crate::store::ViolationRecord;
+use crate::store::{CaseRecord, ViolationRecord};
 use crate::street::Street;
 
 /// Messages a listener may fall behind by before it is cut off.
@@ -32,6 +33,11 @@ pub enum Live {
     Occupancy { road: RoadId, data: Arc<str> },
     /// A violation filed or changed (for wardens, planners and admins).
     Violation(Arc<ViolationRecord>),
+    /// A road's layout has a new revision: `{"road_id", "revision"}`.
+    Layout { road: RoadId, data: Arc<str> },
+    /// A case opened, changed or resolved (for wardens, planners and
+    /// admins; never on the public stream).
+    Case(Arc<CaseRecord>),
 }
 
 /// What a listener was last told of a bay: its status and since.
@@ -115,6 +121,25 @@ impl Hub {
             let _ = self.tx.send(Live::Violation(Arc::new(v)));
         }
     }
+
+    /// Tells a case opened, changed or resolved.
+    pub fn case(&self, c: CaseRecord) {
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(Live::Case(Arc::new(c)));
+        }
+    }
+
+    /// Tells that `road`'s current layout is now `revision` (published on
+    /// this instance, or read back after another instance's publish).
+    pub fn layout(&self, road: &RoadId, revision: i64) {
+        if self.tx.receiver_count() > 0 {
+            let data = json!({"road_id": road.as_str(), "revision": revision}).to_string();
+            let _ = self.tx.send(Live::Layout {
+                road: road.clone(),
+                data: data.into(),
+            });
+        }
+    }
 }
 
 /// A road's counts, as `GET /v1/roads/{road_id}/occupancy` answers them.
@@ -137,17 +162,82 @@ pub fn bay_data(bay: &BayId, road: &RoadId, report: crate::domain::occupancy::Re
     .to_string()
 }
 
-/// How often the store is asked for violations changed since the last look.
-const VIOLATIONS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the store is asked for violations and cases changed since
+/// the last look.
+const CHANGES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How far back each look reaches before the last one, ms: instances'
 /// clocks and commits overlap by this much (what was told already is not
 /// told again).
-const VIOLATIONS_OVERLAP_MS: i64 = 5_000;
+const CHANGES_OVERLAP_MS: i64 = 5_000;
+/// At most this many changes of each kind are read per look; more wait for
+/// the next (the look starts from the last change it read).
+const CHANGES_PER_LOOK: i64 = 1000;
+
+/// What was last told of each record changed within the overlap, so that
+/// a change read twice (the looks overlap) is told once, and two changes
+/// within one millisecond are both told.
+struct Changes {
+    /// The change time (ms) of the newest change read.
+    since: i64,
+    /// Per record: its change time and what it was told as.
+    told: HashMap<String, (i64, String)>,
+}
+
+impl Changes {
+    fn new(now_ms: i64) -> Changes {
+        Changes {
+            since: now_ms,
+            told: HashMap::new(),
+        }
+    }
+
+    /// Where the next look starts.
+    fn from(&self) -> i64 {
+        self.since - CHANGES_OVERLAP_MS
+    }
+
+    /// Whether the change of `id` at `at`, seen as `what`, is news.
+    fn news(&mut self, id: &str, at: i64, what: String) -> bool {
+        self.since = self.since.max(at);
+        let seen = (at, what);
+        if self.told.get(id) == Some(&seen) {
+            return false;
+        }
+        self.told.insert(id.to_owned(), seen);
+        true
+    }
+
+    /// Forgets what fell out of the overlap.
+    fn trim(&mut self) {
+        let from = self.from();
+        self.told.retain(|_, (at, _)| *at >= from);
+    }
+}
+
+/// Runs a store read off the runtime's threads; `None` (logged) when it
+/// fails, and the look is tried again next time.
+async fn read<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read changed {what} for the stream");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the changed-{what} task failed");
+            None
+        }
+    }
+}
 
 /// Starts the stream's own sources on the current runtime: staleness
 /// (every bay re-read every `sweep_every`, so that a bay going `unknown` is
-/// told) and violations filed or changed by any instance (read from the
-/// store every second).
+/// told), and violations and cases filed or changed by any instance (read
+/// from the store every second, by their change-time indexes, and only
+/// while someone listens).
 pub fn spawn(
     hub: Arc<Hub>,
     street: Arc<Street>,
@@ -156,12 +246,10 @@ pub fn spawn(
     sweep_every: std::time::Duration,
 ) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(VIOLATIONS_EVERY);
+        let mut tick = tokio::time::interval(CHANGES_EVERY);
         let mut swept = std::time::Instant::now();
-        let mut since = crate::store::to_ms(clock.now());
-        // Per violation told within the overlap: its change time and what
-        // it was told as (two changes may share a millisecond).
-        let mut told: HashMap<String, (i64, String)> = HashMap::new();
+        let now_ms = crate::store::to_ms(clock.now());
+        let (mut violations, mut cases) = (Changes::new(now_ms), Changes::new(now_ms));
         loop {
             tick.tick().await;
             if swept.elapsed() >= sweep_every {
@@ -175,36 +263,38 @@ pub fn spawn(
                 hub.refresh(&street, all, clock.now());
             }
             if hub.tx.receiver_count() == 0 {
-                since = crate::store::to_ms(clock.now());
-                told.clear();
+                let now_ms = crate::store::to_ms(clock.now());
+                (violations, cases) = (Changes::new(now_ms), Changes::new(now_ms));
                 continue;
             }
-            let s = store.clone();
-            let from = since - VIOLATIONS_OVERLAP_MS;
-            let changed =
-                match tokio::task::spawn_blocking(move || s.violations_changed_since(from, 1000))
-                    .await
-                {
-                    Ok(Ok(c)) => c,
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "cannot read changed violations for the stream");
-                        continue;
+            let (s, from) = (store.clone(), violations.from());
+            if let Some(changed) = read("violations", move || {
+                s.violations_changed_since(from, CHANGES_PER_LOOK)
+            })
+            .await
+            {
+                for (at, v) in changed {
+                    let what = format!("{}/{:?}", v.status.as_str(), v.ended_at);
+                    if violations.news(&v.violation_id, at, what) {
+                        hub.violation(v);
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the changed-violations task failed");
-                        continue;
-                    }
-                };
-            for (at, v) in changed {
-                since = since.max(at);
-                let seen = (at, format!("{}/{:?}", v.status.as_str(), v.ended_at));
-                if told.get(&v.violation_id) == Some(&seen) {
-                    continue;
                 }
-                told.insert(v.violation_id.clone(), seen);
-                hub.violation(v);
+                violations.trim();
             }
-            told.retain(|_, (at, _)| *at >= since - VIOLATIONS_OVERLAP_MS);
+            let (s, from) = (store.clone(), cases.from());
+            if let Some(changed) = read("cases", move || {
+                s.cases_changed_since(from, CHANGES_PER_LOOK)
+            })
+            .await
+            {
+                for (at, c) in changed {
+                    let what = format!("{}/{:?}/{:?}", c.status.as_str(), c.due_at, c.party_id);
+                    if cases.news(&c.case_id, at, what) {
+                        hub.case(c);
+                    }
+                }
+                cases.trim();
+            }
         }
     });
 }

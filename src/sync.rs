@@ -89,7 +89,7 @@ fn watch(
     let Some(s) = street.upgrade() else {
         return Ok(());
     };
-    resync(store, &s, link)?;
+    resync(store, &s, link, live)?;
     drop(s);
     let mut pinged = Instant::now();
     let mut tried: Option<Instant> = None;
@@ -117,11 +117,21 @@ fn watch(
     }
 }
 
-/// Reads every layout and bay state back from the store.
-fn resync(store: &Store, street: &Street, link: &MqttLink) -> Result<(), StoreError> {
+/// Reads every layout and bay state back from the store; a road whose
+/// revision changed while this instance was away is told on the stream.
+fn resync(
+    store: &Store,
+    street: &Street,
+    link: &MqttLink,
+    live: &crate::live::Hub,
+) -> Result<(), StoreError> {
     let mut roads = 0;
     for layout in store.current_layouts()? {
-        roads += usize::from(street.replace_road(layout));
+        let (id, revision) = (layout.info.road_id.clone(), layout.info.revision);
+        if street.replace_road(layout) {
+            live.layout(&id, revision);
+            roads += 1;
+        }
     }
     let changed = street.update_states(store.bay_states()?);
     tracing::info!(
@@ -143,7 +153,10 @@ fn apply(
 ) -> Result<(), StoreError> {
     for road in &n.roads {
         if let Some(layout) = store.current_layout(road)? {
-            street.replace_road(layout);
+            let (id, revision) = (layout.info.road_id.clone(), layout.info.revision);
+            if street.replace_road(layout) {
+                live.layout(&id, revision);
+            }
         }
     }
     if !n.bays.is_empty() {

@@ -4,6 +4,8 @@
 
 export const session = {
   token: sessionStorage.getItem("kerbside-token"),
+  // Whose token it is, once GET /v1/auth/whoami has said: {name, role, expires_at}.
+  who: null,
 };
 
 /// Sets or clears the tab's token.

@@ -2,7 +2,9 @@
 // sent as a dry run (PUT .../layout?dry_run=true); its diff is drawn over
 // the current layout, or each validation error at its feature; publishing
 // sends If-Match with the revision the page drew, and a 412 (someone
-// published meanwhile) is explained. Past revisions can be drawn too.
+// published meanwhile) is explained, as is a new revision the live stream
+// tells of while a checked layout waits to be published (it was checked
+// against an older one). Past revisions can be drawn too.
 import { authorised, body, el, say, session } from "./api.js";
 import { featureId, focusable, openRoad, view } from "./road.js";
 
@@ -17,7 +19,12 @@ export const STYLES = {
   revision: { color: "#5b3a9e", weight: 2, dashArray: "8 4", fillOpacity: 0 },
 };
 
-const draft = { text: null, name: null, features: [], overlay: null, revisionOverlay: null };
+// `against`: the revision the draft was checked against (If-Match when it is
+// published); `publishing`: this page's own publish is under way.
+const draft = {
+  text: null, name: null, features: [], overlay: null, revisionOverlay: null,
+  against: null, publishing: false,
+};
 const tell = (text, kind) => say("planner-message", text, kind);
 const path = (suffix = "") => `/v1/roads/${encodeURIComponent(view.road)}/layout${suffix}`;
 
@@ -135,6 +142,7 @@ export async function check(text, name) {
   draft.text = text;
   draft.name = name;
   draft.features = featuresOf(text);
+  draft.against = view.revision;
   document.getElementById("reload").hidden = true;
   setPublish(false);
   tell(`checking ${name}…`);
@@ -170,8 +178,9 @@ async function stale(lead) {
   const who = latest
     ? `someone (${latest.created_by}) published revision ${latest.revision} at ${new Date(latest.created_at).toLocaleString()}`
     : "someone published a newer revision";
-  tell(`${lead}: ${who} after this page loaded revision ${view.revision}. `
-    + `Your layout was drawn from revision ${view.revision}, so publishing it would undo their changes. `
+  const drawn = draft.against ?? view.revision;
+  tell(`${lead}: ${who} after this page loaded revision ${drawn}. `
+    + `Your layout was drawn from revision ${drawn}, so publishing it would undo their changes. `
     + `Reload the road, redo your changes on the current layout, and check it again.`, "error");
   setPublish(false);
   document.getElementById("reload").hidden = false;
@@ -181,17 +190,28 @@ async function stale(lead) {
 async function publish() {
   if (draft.text == null) return;
   setPublish(false);
+  // Until the answer is handled, the stream's news of this very revision is
+  // not taken for someone else's.
+  draft.publishing = true;
+  try {
+    await publishDraft();
+  } finally {
+    draft.publishing = false;
+  }
+}
+
+async function publishDraft() {
+  const from = draft.against;
   const r = await authorised(path(), {
     method: "PUT",
-    headers: { "Content-Type": "application/geo+json", "If-Match": `"${view.revision}"` },
+    headers: { "Content-Type": "application/geo+json", "If-Match": `"${from}"` },
     body: draft.text,
   });
   const b = await body(r);
   if (r.ok) {
-    const from = view.revision;
-    await openRoad(view.road);
-    clearOverlay();
     draft.text = null;
+    if (view.revision !== b.revision) await openRoad(view.road);
+    clearOverlay();
     tell(`Published revision ${b.revision} (drawn from revision ${from}).`);
     await listRevisions();
   } else if (r.status === 412) {
@@ -286,6 +306,15 @@ export function setUp() {
     document.getElementById("hide-revision").hidden = true;
   });
   setPublish(false);
+}
+
+/// The live stream told of revision `revision`, now drawn: a layout checked
+/// against an older one must not be published as it is, and the page says
+/// so at once rather than at Publish.
+export async function newRevision(revision) {
+  await listRevisions();
+  if (draft.text == null || draft.publishing || draft.against == null || draft.against >= revision) return;
+  await stale(`Revision ${revision} arrived while your layout waited: it was checked against revision ${draft.against}, not ${revision}`);
 }
 
 /// A new road on the page: nothing of the last one's draft stays.

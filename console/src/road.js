@@ -1,6 +1,8 @@
 // The chosen road on the map: its layout drawn from GET .../layout, its bays
 // following the live stream (/v1/stream) without a reload, and the basemap
-// beneath when the deployment names one (GET /console/config).
+// beneath when the deployment names one (GET /console/config). The stream's
+// `layout`, `violation` and `case` events are handed to whoever set the
+// hooks on `view`.
 import { el, escapeHtml, json, session } from "./api.js";
 
 const L = window.L;
@@ -11,8 +13,12 @@ export const COLOURS = { free: "#2e9d46", occupied: "#d33b2c", unknown: "#9a9a9a
 export const view = {
   road: null, revision: null, layout: null, map: null, drawn: null,
   layers: new Map(), items: new Map(), source: null, basemap: null,
-  // Told of each violation event on the stream, and of a click on the map.
-  onViolation: () => {}, onPick: () => {},
+  // Told of each violation, case and layout event on the stream, and of a
+  // click on the map.
+  onViolation: () => {}, onCase: () => {}, onLayout: () => {}, onPick: () => {},
+  // Told when the stream fails (a token refused at reconnection among the
+  // possible reasons: EventSource does not say which).
+  onLost: () => {},
 };
 
 /// The map, once, with the basemap beneath if `config.tile_url` is set.
@@ -153,8 +159,16 @@ export function listen(roadId = view.road) {
   const source = new EventSource(`/v1/stream?road=${encodeURIComponent(roadId)}${token}`);
   view.source = source;
   source.onopen = () => setLink("live", "live");
-  source.onerror = () => setLink("disconnected", "disconnected: reconnecting…");
+  source.onerror = () => {
+    // Closed for good (an answer other than 200, such as a 401) or about to
+    // retry by itself.
+    if (source.readyState === EventSource.CLOSED) setLink("disconnected", "disconnected");
+    else setLink("disconnected", "disconnected: reconnecting…");
+    view.onLost(source);
+  };
   source.addEventListener("bay", (e) => showBay(JSON.parse(e.data)));
   source.addEventListener("occupancy", (e) => showCounts(JSON.parse(e.data)));
   source.addEventListener("violation", (e) => view.onViolation(JSON.parse(e.data)));
+  source.addEventListener("case", (e) => view.onCase(JSON.parse(e.data)));
+  source.addEventListener("layout", (e) => view.onLayout(JSON.parse(e.data)));
 }

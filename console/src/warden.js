@@ -78,3 +78,10 @@ export function onViolation(v) {
     listViolations();
   }
 }
+
+/// Forgets the list and its markers (signed out).
+export function clearViolations() {
+  markers?.remove();
+  markers = null;
+  document.getElementById("violations").replaceChildren();
+}

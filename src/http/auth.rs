@@ -1,9 +1,14 @@
-//! Who is calling: the bearer token's holder and role.
+//! Who is calling: the bearer token's holder and role, and
+//! `GET /v1/auth/whoami`, which tells a client (the console page) whose
+//! token it holds before it shows what that role may do.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, get, web};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::problem::{ApiError, blocking};
@@ -17,6 +22,8 @@ pub struct Caller {
     /// The token's name (who acted, for audit trails).
     pub name: String,
     pub role: Role,
+    /// When the token stops working; `None`: never (until revoked).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -96,5 +103,31 @@ pub(super) async fn caller_of(state: &AppState, token: &str) -> Result<Caller, A
     Ok(Caller {
         name: record.name,
         role: record.role,
+        expires_at: record.expires_at,
+    })
+}
+
+/// The holder of a token, as `GET /v1/auth/whoami` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The token's name (`kerbside token create --name`).
+    pub name: String,
+    /// `warden`, `planner` or `admin`.
+    pub role: &'static str,
+    /// When the token stops working; null when it does not expire.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Whose token this is: any valid token, whatever its role. 401 (with the
+/// reason: unknown, revoked, or expired at when) otherwise.
+#[utoipa::path(get, path = "/v1/auth/whoami", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = WhoAmI),
+              (status = 401, body = super::problem::Problem)))]
+#[get("/auth/whoami")]
+pub async fn whoami(caller: Caller) -> HttpResponse {
+    HttpResponse::Ok().json(WhoAmI {
+        name: caller.name,
+        role: caller.role.as_str(),
+        expires_at: caller.expires_at,
     })
 }

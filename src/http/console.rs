@@ -48,6 +48,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         asset!("src/cases.js"),
     ),
     (
+        "signin.js",
+        "text/javascript; charset=utf-8",
+        asset!("src/signin.js"),
+    ),
+    (
         "planner.js",
         "text/javascript; charset=utf-8",
         asset!("src/planner.js"),

@@ -12,6 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
         Errors are RFC 9457 problem+json. Times are RFC 3339; coordinates WGS 84 (lon, lat)."),
     paths(
         super::health::healthz,
+        super::auth::whoami,
         super::roads::list_roads,
         super::roads::get_layout,
         super::layouts::put_layout,
@@ -51,7 +52,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::cases::get_complaint,
     ),
     modifiers(&BearerAuth),
-    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"), (name = "cds", description = "Curb Data Specification 1.1 (Open Mobility Foundation), under /cds/v1"))
+    tags((name = "public"), (name = "roads"), (name = "bays"), (name = "violations"), (name = "devices"), (name = "operations"), (name = "live"), (name = "cases"), (name = "auth"), (name = "cds", description = "Curb Data Specification 1.1 (Open Mobility Foundation), under /cds/v1"))
 )]
 pub struct ApiDoc;
 

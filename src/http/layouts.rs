@@ -342,7 +342,9 @@ pub async fn put_layout(
     })?;
     let revision = info.revision;
     // Retired bays leave the street, and their states with them.
-    state.street.replace_road(StoredLayout { info, layout });
+    if state.street.replace_road(StoredLayout { info, layout }) {
+        state.live.layout(&road, revision);
+    }
     tracing::info!(road = %road, revision, by = %caller.name, "published a layout revision");
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{revision}\"")))

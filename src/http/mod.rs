@@ -109,6 +109,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/v1")
             .service(stream::stream)
+            .service(auth::whoami)
             .service(roads::list_roads)
             .service(roads::get_layout)
             .service(layouts::put_layout)

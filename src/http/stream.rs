@@ -1,10 +1,13 @@
 //! `GET /v1/stream?road=ROAD_ID`: Server-Sent Events (contract 6.2). Public:
 //! `bay` on every status change of the road's bays (all roads when `road`
-//! is absent) and `occupancy` with the road's counts; with a warden,
-//! planner or admin token (the `Authorization` header, or `?token=` for
-//! `EventSource`), also `violation` whenever one is filed or changes. No
-//! plate or device on the public stream (bay and occupancy messages carry
-//! none). A heartbeat comment every `--stream-heartbeat-seconds`.
+//! is absent), `occupancy` with the road's counts, and `layout`
+//! (`{"road_id", "revision"}`) when the road's layout has a new revision,
+//! from this instance or another; with a warden, planner or admin token
+//! (the `Authorization` header, or `?token=` for `EventSource`), also
+//! `violation` whenever one is filed or changes, and `case` (as
+//! `GET /v1/cases` lists it) whenever one is opened, changes status or is
+//! resolved. No plate, device, violation or case on the public stream. A
+//! heartbeat comment every `--stream-heartbeat-seconds`.
 //!
 //! A new listener first gets the road's counts and each bay's status, then
 //! the changes. One that falls behind by [`crate::live::BACKLOG`] messages
@@ -47,7 +50,8 @@ struct Listener {
     beat: tokio::time::Interval,
     pending: VecDeque<Bytes>,
     road: Option<RoadId>,
-    violations: bool,
+    /// Whether the listener is staff: violations and cases too.
+    staff: bool,
 }
 
 impl Listener {
@@ -58,7 +62,17 @@ impl Listener {
             Live::Occupancy { road, data } => {
                 wanted(road.as_str()).then(|| message("occupancy", &data))
             }
-            Live::Violation(v) if self.violations && wanted(&v.road_id) => {
+            Live::Layout { road, data } => wanted(road.as_str()).then(|| message("layout", &data)),
+            // A case on no road goes to listeners of every road only.
+            Live::Case(c)
+                if self.staff && c.road_id.as_deref().map_or(self.road.is_none(), &wanted) =>
+            {
+                let view = super::cases::CaseView::from(Arc::unwrap_or_clone(c));
+                let data = serde_json::to_string(&view).ok()?;
+                Some(message("case", &data))
+            }
+            Live::Case(_) => None,
+            Live::Violation(v) if self.staff && wanted(&v.road_id) => {
                 let map = self.state.street.map();
                 let view = super::violations::view(
                     &self.state,
@@ -74,9 +88,10 @@ impl Listener {
     }
 }
 
-/// Live changes of a road's bays, occupancy and (with a token) violations.
+/// Live changes of a road's bays, occupancy and layout revision, and (with
+/// a token) its violations and cases.
 #[utoipa::path(get, path = "/v1/stream", tag = "live", params(StreamQuery),
-    responses((status = 200, description = "text/event-stream: `bay`, `occupancy` and, with a token, `violation` events; a heartbeat comment"),
+    responses((status = 200, description = "text/event-stream: `bay`, `occupancy` and `layout` (`{\"road_id\", \"revision\"}`) events and, with a warden, planner or admin token, `violation` (the violation object) and `case` (the case as `GET /v1/cases` lists it) events; a heartbeat comment"),
               (status = 401, body = super::problem::Problem),
               (status = 404, body = super::problem::Problem)))]
 #[get("/stream")]
@@ -100,7 +115,7 @@ pub async fn stream(
         }
         (None, None) => None,
     };
-    let violations = match token {
+    let staff = match token {
         Some(t) => caller_of(&state, &t)
             .await?
             .role
@@ -136,7 +151,7 @@ pub async fn stream(
         beat,
         pending,
         road: view.map(|v| v.info.road_id.clone()),
-        violations,
+        staff,
     };
     let body = futures_util::stream::unfold(listener, |mut l| async move {
         loop {

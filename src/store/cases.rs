@@ -667,6 +667,29 @@ impl Store {
         rows.into_iter().map(CaseRow::record).collect()
     }
 
+    /// Cases changed (opened, notified, escalated, resolved, reported
+    /// again) at or after `since_ms`, by any instance, oldest change first,
+    /// at most `limit`, each with its change time in ms: what the live
+    /// stream tells staff. Read by the `cases_changed` index.
+    pub fn cases_changed_since(
+        &self,
+        since_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, CaseRecord)>, StoreError> {
+        let rows: Vec<CaseRow> = cases::table
+            .filter(cases::updated_at_ms.ge(since_ms))
+            .order((cases::updated_at_ms, cases::case_id))
+            .limit(limit)
+            .select(CaseRow::as_select())
+            .load(&mut *self.conn()?)?;
+        rows.into_iter()
+            .map(|r| {
+                let at = r.updated_at_ms;
+                Ok((at, r.record()?))
+            })
+            .collect()
+    }
+
     /// A case with its history and notifications.
     pub fn case(&self, case_id: &str) -> Result<Option<CaseDetail>, StoreError> {
         let conn = &mut *self.conn()?;

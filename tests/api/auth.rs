@@ -97,6 +97,43 @@ fn an_expired_token_is_401_saying_so() {
     );
 }
 
+#[test]
+fn whoami_names_any_valid_token_and_refuses_the_rest() {
+    let app = spawn_app();
+    for role in [Role::Warden, Role::Planner, Role::Admin] {
+        let r = app.get_as("/v1/auth/whoami", &app.token(role));
+        assert_eq!(r.status, 200, "{role:?}: {}", r.body);
+        assert_eq!(
+            r.json(),
+            serde_json::json!({"name": format!("test {}", role.as_str()),
+                               "role": role.as_str(), "expires_at": null})
+        );
+    }
+    let t = generate_token();
+    let until = default_now() + chrono::Duration::minutes(30);
+    app.store
+        .create_token_expiring("王芳", Role::Warden, &t.hash, default_now(), Some(until))
+        .unwrap();
+    assert_eq!(
+        app.get_as("/v1/auth/whoami", &t.secret).json(),
+        serde_json::json!({"name": "王芳", "role": "warden",
+                           "expires_at": "2026-11-27T02:30:00Z"})
+    );
+
+    // Without a token, with a bad one, and once expired: 401, saying why.
+    let p = app.get("/v1/auth/whoami").problem(401);
+    assert!(p["detail"].as_str().unwrap().contains("Bearer"), "{p}");
+    let p = app
+        .get_as("/v1/auth/whoami", "kbs_not-a-token")
+        .problem(401);
+    assert_eq!(p["detail"], "the token is not valid");
+    app.get_with("/v1/auth/whoami", "Basic dXNlcjpwYXNz")
+        .problem(401);
+    app.clock.advance(chrono::Duration::minutes(30));
+    let p = app.get_as("/v1/auth/whoami", &t.secret).problem(401);
+    assert_eq!(p["detail"], "the token expired at 2026-11-27T02:30:00Z");
+}
+
 /// `method path` with `Authorization: auth` if given: the status and the
 /// content type.
 fn call(app: &TestApp, method: &str, path: &str, auth: Option<&str>) -> (u16, String) {

@@ -2,8 +2,10 @@
 //! WebDriver (Debian's `chromium` and `chromium-driver`). It loads `/`,
 //! draws Qingfeng Road's 136 bays, and a sensor event published over MQTT
 //! turns its bay red without a reload; a warden tickets from it and sees
-//! the road's cases; a planner checks a layout file (its errors drawn at
-//! their features, or its diff), and a stale publish is explained; a
+//! the road's cases, kept current by the stream; a wrong or expired token
+//! is said plainly, and each role sees only its sections; a planner checks
+//! a layout file (its errors drawn at their features, or its diff), and a
+//! revision published meanwhile is drawn and the stale check explained; a
 //! basemap is drawn only when `--tile-url` names one. Screenshots are kept
 //! in `target/test-artefacts/`. Under CI a missing browser fails the test;
 //! elsewhere it is skipped, loudly.
@@ -608,16 +610,19 @@ fn the_planner_sees_the_diff_and_a_stale_publish_is_explained() {
     let meanwhile = loaded + 1;
     assert_eq!(current_revision(&app), meanwhile);
 
-    page.eval("document.getElementById('publish').click(); return true");
+    // The stream tells the page at once: their revision is drawn, and the
+    // checked layout may no longer be published as it is.
     page.wait_for(
-        "the 412 explained",
+        "the new revision drawn and the dry run said stale",
         &format!(
             "const m = document.getElementById('planner-message').textContent; \
              return document.getElementById('planner-message').dataset.kind === 'error' \
-             && m.startsWith('Not published: someone') \
+             && document.getElementById('revision').textContent === '· layout revision {meanwhile}' \
+             && m.startsWith('Revision {meanwhile} arrived while your layout waited: it was checked against revision {loaded}') \
              && m.includes('published revision {meanwhile}') \
              && m.includes('after this page loaded revision {loaded}') \
              && m.includes('Reload the road, redo your changes') \
+             && document.getElementById('publish').disabled \
              && !document.getElementById('reload').hidden"
         ),
     );
@@ -715,7 +720,30 @@ fn a_warden_sees_open_cases_and_violations_on_one_map() {
         json!(0),
         "no cases without a token"
     );
+    // A wrong token is said plainly, and shows nothing.
+    page.sign_in("kbs_not-a-token");
+    page.wait_for(
+        "the wrong token said",
+        "const m = document.getElementById('signed-in'); \
+         return m.dataset.kind === 'error' \
+         && m.textContent.startsWith('Not signed in: the token is not valid.')",
+    );
+    assert_eq!(page.eval(SECTIONS_SHOWN), json!([]));
     page.sign_in(&warden);
+    page.wait_for(
+        "whose token it is",
+        "return document.getElementById('signed-in').textContent === 'signed in as test warden (warden)'",
+    );
+    // A warden's token: the warden's actions and the cases, no planner's view.
+    assert_eq!(
+        page.eval(SECTIONS_SHOWN),
+        json!(["warden", "cases-section"])
+    );
+    assert_eq!(
+        page.eval("return document.getElementById('layout-file').offsetParent === null"),
+        json!(true),
+        "the planner's file input is out of reach"
+    );
     page.wait_for(
         "two case markers and one violation circle",
         "return document.querySelectorAll('.case-marker').length === 2 \
@@ -757,16 +785,178 @@ fn a_warden_sees_open_cases_and_violations_on_one_map() {
          return !!h && h.textContent.includes('opened → open')",
     );
     page.screenshot("console-cases");
+    page.eval("window.__loaded = performance.timeOrigin; return true");
 
-    // A warden's token does not check layouts; the page says why.
-    page.eval_with(
-        CHOOSE_FILE,
-        json!([qingfeng_layout().to_string(), "qingfeng.geojson"]),
+    // Resolved at another desk: the stream takes its marker off the map
+    // (the page no longer polls).
+    let r = app.post_as(
+        &format!("/v1/cases/{goods}/resolve"),
+        &warden,
+        &json!({"note": "cleared by the shop"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    page.wait_for(
+        "the resolved case gone",
+        &format!(
+            "return document.querySelectorAll('.case-marker').length === 1 \
+             && !document.querySelector('#cases li[data-case=\"{goods}\"]') \
+             && document.getElementById('cases-message').textContent === '1 open case'"
+        ),
+    );
+    // A complaint's kind of text, opened elsewhere: drawn from the stream,
+    // and its note shown as the text it is.
+    let note = "<img src=x onerror=\"window.__pwned=1\"> 水果摊占道 & <b>more</b>";
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon + 0.0006, "lat": lat}, "note": note})
+            .to_string(),
+    );
+    assert_eq!(r.status, 201, "{:?}", r.json());
+    let stall = r.json()["case_id"].as_str().unwrap().to_owned();
+    let marker = format!("document.querySelector('.case-marker[data-case=\"{stall}\"]')");
+    page.wait_for(
+        "the new case drawn",
+        &format!("return !!{marker} && document.querySelectorAll('#cases li').length === 2"),
+    );
+    page.eval(&format!(
+        "{marker}.focus(); {marker}.dispatchEvent(new KeyboardEvent('keydown', {{key: 'Enter'}})); return true"
+    ));
+    page.wait_for(
+        "its details",
+        &format!(
+            "return !!document.querySelector('.leaflet-popup .case-details[data-case=\"{stall}\"]')"
+        ),
+    );
+    let shown = page.eval(&format!(
+        "const d = document.querySelector('.leaflet-popup .case-details[data-case=\"{stall}\"]'); \
+         return [d.textContent, d.querySelectorAll('img, b').length, window.__pwned === undefined]"
+    ));
+    assert!(
+        shown[0]
+            .as_str()
+            .is_some_and(|t| t.contains(&format!("note: {note}"))),
+        "{shown}"
+    );
+    assert_eq!(shown[1], json!(0), "the note was taken for HTML");
+    assert_eq!(shown[2], json!(true), "the note's script ran");
+    assert_eq!(
+        page.eval("return window.__loaded === performance.timeOrigin"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    page.screenshot("console-cases-live");
+}
+
+/// The ids of the role-dependent sections the page shows.
+const SECTIONS_SHOWN: &str = "return ['warden', 'cases-section', 'planner'] \
+    .filter(id => !document.getElementById(id).hidden)";
+
+#[test]
+fn a_revision_published_through_the_api_is_drawn_without_a_reload() {
+    let Some(driver) = Driver::start() else {
+        return;
+    };
+    let app = spawn_app();
+    app.wait_for_broker();
+    let planner = app.token(kerbside::domain::auth::Role::Planner);
+    let loaded = current_revision(&app);
+    let page = Browser::open(&driver);
+    page.go(&format!("{}/", app.base));
+    page.wait_for(
+        "the road drawn and the stream live",
+        "return document.querySelectorAll('path[data-bay]').length === 136 \
+         && document.getElementById('link').dataset.state === 'live'",
+    );
+    let sensor = app.mqtt("s-console-layout");
+    sensor.send_events(
+        "s-console-layout",
+        &json!({"event_id": "1", "type": "occupied", "observed_at": at(-1), "bay_id": "QF-S-014"}),
+    );
+    let red =
+        "document.querySelector('path[data-bay=\"QF-S-014\"]')?.getAttribute('fill') === '#d33b2c'";
+    page.wait_for("QF-S-014 red", &format!("return {red}"));
+    page.eval("window.__loaded = performance.timeOrigin; return true");
+
+    // QF-S-001 renumbered QF-S-901, published by a planner elsewhere.
+    let mut layout = qingfeng_layout();
+    let bay = feature(&mut layout, "QF-S-001");
+    bay["id"] = json!("QF-S-901");
+    bay["properties"]["bay_id"] = json!("QF-S-901");
+    let r = app.put_as(
+        "/v1/roads/qingfeng-road/layout",
+        &planner,
+        "application/geo+json",
+        Some(&format!("\"{loaded}\"")),
+        &layout.to_string(),
+    );
+    assert_eq!(r.status, 200, "{:?}", r.json());
+    page.wait_for(
+        "the new revision drawn, its bays' statuses kept",
+        &format!(
+            "return document.getElementById('revision').textContent === '· layout revision {}' \
+             && document.querySelectorAll('path[data-bay=\"QF-S-901\"]').length === 1 \
+             && document.querySelectorAll('path[data-bay=\"QF-S-001\"]').length === 0 \
+             && document.querySelectorAll('path[data-bay]').length === 136 \
+             && document.querySelector('#bays li[data-bay=\"QF-S-901\"]') !== null \
+             && {red}",
+            loaded + 1
+        ),
+    );
+    assert_eq!(
+        page.eval("return window.__loaded === performance.timeOrigin"),
+        json!(true),
+        "the page was not reloaded"
+    );
+    page.screenshot("console-new-revision");
+
+    // A token that has expired is said to have, and shows nothing.
+    let t = kerbside::domain::auth::generate_token();
+    let until = crate::helpers::default_now() + chrono::Duration::minutes(10);
+    app.store
+        .create_token_expiring(
+            "Zhou Min",
+            kerbside::domain::auth::Role::Planner,
+            &t.hash,
+            crate::helpers::default_now(),
+            Some(until),
+        )
+        .unwrap();
+    page.sign_in(&t.secret);
+    page.wait_for(
+        "signed in until the expiry",
+        "return document.getElementById('signed-in').textContent.startsWith('signed in as Zhou Min (planner); the token expires ') \
+         && !document.getElementById('planner').hidden && document.getElementById('warden').hidden",
     );
     page.wait_for(
-        "the 403 said",
-        "const m = document.getElementById('planner-message'); \
-         return m.dataset.kind === 'error' && m.textContent.startsWith('403: this needs the role planner')",
+        "the stream open with the token",
+        "return document.getElementById('link').dataset.state === 'live'",
+    );
+    // Expired while the page is open: the next time the stream is opened
+    // (the road chosen again) it is refused, and the page says why and
+    // listens without the token.
+    app.clock.advance(chrono::Duration::minutes(10));
+    page.eval("document.querySelector('#roads button').click(); return true");
+    page.wait_for(
+        "the expiry said, and the road live again",
+        "const m = document.getElementById('signed-in'); \
+         return m.dataset.kind === 'error' \
+         && m.textContent.startsWith('Not signed in: the token expired at 2026-11-27T02:10:00Z.') \
+         && document.getElementById('planner').hidden \
+         && document.getElementById('link').dataset.state === 'live'",
+    );
+    assert_eq!(
+        page.eval("return sessionStorage.getItem('kerbside-token')"),
+        Value::Null,
+        "the expired token is forgotten"
+    );
+    // Typed in again, it is refused at once.
+    page.eval("document.getElementById('signed-in').textContent = ''; return true");
+    page.sign_in(&t.secret);
+    page.wait_for(
+        "the expiry said again",
+        "return document.getElementById('signed-in').textContent \
+           .startsWith('Not signed in: the token expired at 2026-11-27T02:10:00Z.')",
     );
 }
 

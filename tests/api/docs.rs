@@ -22,10 +22,24 @@ fn openapi_lists_every_endpoint() {
         "/cds/v1/curbs/zones/{curb_zone_id}",
         "/cds/v1/events/events",
         "/cds/v1/metrics/sessions",
+        "/v1/auth/whoami",
     ] {
         assert!(paths.contains_key(p), "missing {p}");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    let who = &doc["components"]["schemas"]["WhoAmI"]["properties"];
+    for field in ["name", "role", "expires_at"] {
+        assert!(who[field].is_object(), "WhoAmI lacks {field}: {who}");
+    }
+    let stream = doc["paths"]["/v1/stream"]["get"]["responses"]["200"]["description"]
+        .as_str()
+        .unwrap();
+    for event in ["`layout`", "`case`"] {
+        assert!(
+            stream.contains(event),
+            "the stream's {event} event undocumented"
+        );
+    }
 }
 
 #[test]

@@ -1,14 +1,15 @@
 //! `GET /v1/stream` (contract 6.2): Server-Sent Events of a road's bays,
-//! occupancy and, with a token, violations.
+//! occupancy and layout revisions and, with a token, violations and cases.
 
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use kerbside::clock::Clock;
 use kerbside::domain::auth::Role;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, at, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, at, default_now, geodata_dir, spawn_app, spawn_app_with};
 use crate::violations::footway_point;
 
 /// One message of the stream: (event, data) or a comment (`None`, text).
@@ -195,4 +196,184 @@ fn a_quiet_stream_sends_heartbeats() {
         comments.iter().filter(|c| *c == "heartbeat").count() >= 2,
         "{comments:?}"
     );
+}
+
+/// Qingfeng Road's current revision.
+fn revision(app: &TestApp) -> i64 {
+    app.get("/v1/roads/qingfeng-road/layout").json()["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn a_new_layout_revision_is_told_to_every_listener_of_the_road() {
+    let app = spawn_app();
+    let planner = app.token(Role::Planner);
+    let road = Stream::open(&app, "?road=qingfeng-road", None);
+    let all = Stream::open(&app, "", None);
+    let before = revision(&app);
+    let mut layout: Value = serde_json::from_slice(
+        &std::fs::read(geodata_dir().join("qingfeng-road.geojson")).unwrap(),
+    )
+    .unwrap();
+    layout["features"][1]["properties"]["max_stay_minutes"] = json!(45);
+    let put = |query: &str| {
+        app.put_as(
+            &format!("/v1/roads/qingfeng-road/layout{query}"),
+            &planner,
+            "application/geo+json",
+            None,
+            &layout.to_string(),
+        )
+    };
+    // A dry run publishes nothing, so tells nothing.
+    assert_eq!(put("?dry_run=true").status, 200);
+    assert_eq!(put("").status, 200);
+    let want = json!({"road_id": "qingfeng-road", "revision": before + 1});
+    assert_eq!(road.next("layout", |_| true), want);
+    assert_eq!(all.next("layout", |_| true), want);
+
+    // Another instance's publish, heard through the store's change notices
+    // (PostgreSQL; on SQLite there is one process and nothing to hear).
+    if app.store.backend() == kerbside::store::Backend::Postgres {
+        let mut again = kerbside::geodata::load_file(&geodata_dir().join("qingfeng-road.geojson"))
+            .unwrap()
+            .remove(0);
+        again.bays.retain(|b| b.bay_id.as_str() != "QF-S-066");
+        app.store
+            .publish_layout(
+                &again,
+                "another instance",
+                None,
+                Some(before + 1),
+                default_now(),
+            )
+            .unwrap();
+        assert_eq!(
+            road.next("layout", |_| true),
+            json!({"road_id": "qingfeng-road", "revision": before + 2})
+        );
+    }
+}
+
+#[test]
+fn staff_hear_a_case_opened_and_resolved_and_the_public_never_does() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let public = Stream::open(&app, "?road=qingfeng-road", None);
+    let staff = Stream::open(
+        &app,
+        &format!("?road=qingfeng-road&token={}", app.token(Role::Planner)),
+        None,
+    );
+    let everywhere = Stream::open(&app, "", Some(&warden));
+    let (lon, lat) = footway_point();
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat},
+                "note": "<b>crates</b> on the footway"})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["case_id"].as_str().unwrap().to_owned();
+    let opened = staff.next("case", |c| c["case_id"] == id.as_str());
+    // The case as GET /v1/cases lists it, field for field.
+    let listed = app
+        .get_as("/v1/cases?road_id=qingfeng-road", &warden)
+        .json()["cases"][0]
+        .clone();
+    assert_eq!(opened, listed);
+    assert_eq!(opened["status"], "open");
+    assert_eq!(opened["note"], "<b>crates</b> on the footway");
+    everywhere.next("case", |c| c["case_id"] == id.as_str());
+
+    let r = app.post_as(
+        &format!("/v1/cases/{id}/resolve"),
+        &warden,
+        &json!({"note": "cleared"}).to_string(),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let resolved = staff.next("case", |c| {
+        c["case_id"] == id.as_str() && c["status"] == "resolved"
+    });
+    assert_eq!(resolved["resolved_at"], r.json()["resolved_at"]);
+
+    // A case on no road (nowhere near one) goes to listeners of every road.
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "other", "position": {"lon": lon + 0.05, "lat": lat + 0.05},
+                "note": "far away"})
+        .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let far = r.json()["case_id"].as_str().unwrap().to_owned();
+    let c = everywhere.next("case", |c| c["case_id"] == far.as_str());
+    assert_eq!(c["road_id"], Value::Null);
+
+    // Long enough for anything sent the public's way to have come.
+    public.drain(Duration::from_secs(2));
+    let raw = public.raw.lock().unwrap().clone();
+    assert!(!raw.contains("event: case"), "a case on the public stream");
+    assert!(!raw.contains(&id), "the case's id on the public stream");
+    assert!(
+        staff
+            .drain(Duration::from_millis(100))
+            .iter()
+            .all(|(_, d)| !d.contains(&far)),
+        "a case on no road sent to a road's listener"
+    );
+}
+
+#[test]
+fn a_case_changed_by_another_instance_is_told_too() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let staff = Stream::open(&app, "?road=qingfeng-road", Some(&warden));
+    let (lon, lat) = footway_point();
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}, "note": "bricks"})
+            .to_string(),
+    );
+    let id = r.json()["case_id"].as_str().unwrap().to_owned();
+    staff.next("case", |c| c["case_id"] == id.as_str());
+    // Written to the store by someone else (another instance's desk): this
+    // instance learns of it only by reading the store.
+    let done = app
+        .store
+        .resolve_case(&id, "another desk", Some("gone"), None, app.clock.now())
+        .unwrap();
+    assert!(matches!(done, kerbside::store::Resolved::Done(_)));
+    let c = staff.next("case", |c| {
+        c["case_id"] == id.as_str() && c["status"] == "resolved"
+    });
+    assert_eq!(c["status"], "resolved");
+}
+
+#[test]
+fn a_case_escalated_when_its_deadline_passes_is_told() {
+    let app = spawn_app();
+    let warden = app.token(Role::Warden);
+    let staff = Stream::open(&app, "?road=qingfeng-road", Some(&warden));
+    let (lon, lat) = footway_point();
+    let r = app.post_as(
+        "/v1/cases",
+        &warden,
+        &json!({"kind": "obstruction", "position": {"lon": lon, "lat": lat}, "note": "scaffolding"})
+            .to_string(),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let case = r.json();
+    let id = case["case_id"].as_str().unwrap().to_owned();
+    staff.next("case", |c| c["case_id"] == id.as_str());
+    // No party answers for the place: escalated after the default deadline.
+    let due = chrono::DateTime::parse_from_rfc3339(case["due_at"].as_str().unwrap()).unwrap();
+    app.clock.set(due.to_utc());
+    let c = staff.next("case", |c| {
+        c["case_id"] == id.as_str() && c["status"] == "escalated"
+    });
+    assert_eq!(c["due_at"], case["due_at"]);
 }
