@@ -8,6 +8,7 @@ pub mod cases;
 pub mod crs;
 pub mod devices;
 pub mod enforcement;
+pub mod history;
 pub mod events;
 pub mod ids;
 pub mod layout;

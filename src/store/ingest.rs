@@ -15,6 +15,7 @@ use super::session_writes::SessionWrites;
 use super::states::load_states;
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
+use crate::domain::history;
 use crate::domain::enforcement::limit_reached_at;
 use crate::domain::events::{Event, EventType, Rejection};
 use crate::domain::ids::{BayId, RoadId};
@@ -233,6 +234,12 @@ impl Store {
                         .set(devices::last_seen_ms.eq(seen_ms))
                         .execute(c))?;
             }
+            // The history roll-up rebuilds the hours these events fall in.
+            let marks: HashSet<(&str, i64)> = by_bay
+                .iter()
+                .map(|(_, road, e)| (*road, history::floor_hour(to_ms(e.observed_at))))
+                .collect();
+            super::history::mark(conn, &marks)?;
             // Apply to each bay in arrival order; a late event means replay.
             let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
             let mut roads: HashMap<&BayId, &str> = HashMap::new();
