@@ -247,12 +247,7 @@ pub struct Hour {
 
 /// Every UTC hour of `[from_ms, to_ms)` (on hour boundaries), from roll-up
 /// rows (any kinds, summed) and violations; hours with nothing are zero.
-pub fn hours(
-    from_ms: i64,
-    to_ms: i64,
-    rows: &[HourRow],
-    violations: &[ViolationAt],
-) -> Vec<Hour> {
+pub fn hours(from_ms: i64, to_ms: i64, rows: &[HourRow], violations: &[ViolationAt]) -> Vec<Hour> {
     let n = ((to_ms - from_ms) / HOUR_MS).max(0) as usize;
     let mut out: Vec<Hour> = (0..n)
         .map(|i| Hour {
@@ -519,7 +514,10 @@ pub struct Measures {
 /// and titles.
 pub const MEASURES: [(&str, &str); 8] = [
     ("occupancy_percent", "Occupancy (% of known bay-time)"),
-    ("turnover_per_bay_day", "Turnover (sessions per bay per day)"),
+    (
+        "turnover_per_bay_day",
+        "Turnover (sessions per bay per day)",
+    ),
     ("average_dwell_minutes", "Average dwell (minutes)"),
     ("overstays_per_day", "Overstays per day"),
     ("outside_bay_per_day", "Parked outside a bay per day"),
@@ -704,7 +702,10 @@ mod tests {
         let tz = chrono_tz::Europe::Berlin;
         let day = |y, m, d| {
             let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
-            let (a, b) = (day_start(&tz, date), day_start(&tz, date.succ_opt().unwrap()));
+            let (a, b) = (
+                day_start(&tz, date),
+                day_start(&tz, date.succ_opt().unwrap()),
+            );
             buckets(&tz, Bucket::Hour, a, b).len()
         };
         assert_eq!(day(2027, 3, 28), 23);
@@ -720,7 +721,10 @@ mod tests {
         let b = buckets(&tz, Bucket::Day, from, to);
         // 2026-12-01 00:00+08 to 2026-12-03 00:00+08.
         assert_eq!(b.len(), 2);
-        assert_eq!(b[0].0, Utc.with_ymd_and_hms(2026, 11, 30, 16, 0, 0).unwrap());
+        assert_eq!(
+            b[0].0,
+            Utc.with_ymd_and_hms(2026, 11, 30, 16, 0, 0).unwrap()
+        );
         assert_eq!(b[1].1, Utc.with_ymd_and_hms(2026, 12, 2, 16, 0, 0).unwrap());
         assert!(bucket_count(Bucket::Day, from, to) >= b.len() as i64);
     }

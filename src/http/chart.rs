@@ -19,6 +19,14 @@ fn shown(v: Option<f64>) -> String {
     v.map_or_else(|| "no data".to_owned(), |x| format!("{x:.2}"))
 }
 
+fn days(n: f64) -> String {
+    if n == 1.0 {
+        "1 day".to_owned()
+    } else {
+        format!("{n} days")
+    }
+}
+
 fn signed(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_owned(), |x| format!("{x:+.2}"))
 }
@@ -26,15 +34,17 @@ fn signed(v: Option<f64>) -> String {
 /// Draws `report`; `local` writes an instant in the deployment's zone.
 pub fn effect_svg(
     report: &EffectResponse,
+    zone: &str,
     local: impl Fn(DateTime<Utc>) -> String,
 ) -> Result<String, String> {
     let mut svg = String::new();
-    draw(report, &local, &mut svg).map_err(|e| format!("cannot draw the chart: {e}"))?;
+    draw(report, zone, &local, &mut svg).map_err(|e| format!("cannot draw the chart: {e}"))?;
     Ok(svg)
 }
 
 fn draw(
     r: &EffectResponse,
+    zone: &str,
     local: &impl Fn(DateTime<Utc>) -> String,
     out: &mut String,
 ) -> Result<(), Box<dyn std::error::Error>> {
@@ -50,10 +60,10 @@ fn draw(
     ))?;
     head.draw(&Text::new(
         format!(
-            "Pivot {}: {} days before against {} days after",
+            "Pivot {} ({zone}): {} before against {} after",
             local(r.pivot),
-            r.before.days,
-            r.after.days
+            days(r.before.days),
+            days(r.after.days)
         ),
         (30, 64),
         text.clone(),
@@ -105,10 +115,20 @@ fn draw(
         let (_, title) = MEASURES[i];
         let (w, h) = panel.dim_in_pixel();
         let (w, h) = (w as i32, h as i32);
-        panel.draw(&Rectangle::new([(10, 5), (w - 10, h - 5)], BLACK.stroke_width(1)))?;
-        panel.draw(&Text::new(title, (24, 18), ("sans-serif", 22).into_font().color(&BLACK)))?;
+        panel.draw(&Rectangle::new(
+            [(10, 5), (w - 10, h - 5)],
+            BLACK.stroke_width(1),
+        ))?;
+        panel.draw(&Text::new(
+            title,
+            (24, 18),
+            ("sans-serif", 22).into_font().color(&BLACK),
+        ))?;
         let (b, a) = (before[i], after[i]);
-        let top = b.unwrap_or(0.0).max(a.unwrap_or(0.0)).max(f64::MIN_POSITIVE);
+        let top = b
+            .unwrap_or(0.0)
+            .max(a.unwrap_or(0.0))
+            .max(f64::MIN_POSITIVE);
         let (base, room) = (h - 60, h - 130);
         for (j, (label, v, colour)) in [("before", b, BEFORE), ("after", a, AFTER)]
             .into_iter()
@@ -131,6 +151,11 @@ fn draw(
             ))?;
             panel.draw(&Text::new(label, (x0 + 30, base + 10), text.clone()))?;
         }
+        panel.draw(&Text::new(
+            "bars to the larger value's scale",
+            (24, h - 26),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        ))?;
         panel.draw(&Text::new(
             format!("change: {}", signed(change[i])),
             (420, h / 2),

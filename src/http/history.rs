@@ -15,8 +15,8 @@ use super::roads::road_view;
 use super::{AppState, parse_id};
 use crate::domain::auth::Role;
 use crate::domain::history::{
-    Bucket, DAY_MS, LOW_COVERAGE_PERCENT, Measures, Totals, bucket_count, bucket_figures,
-    buckets, effect_windows, whole_hour_zone,
+    Bucket, DAY_MS, LOW_COVERAGE_PERCENT, Measures, Totals, bucket_count, bucket_figures, buckets,
+    effect_windows, whole_hour_zone,
 };
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::layout::BayKind;
@@ -180,7 +180,9 @@ fn road_of(state: &AppState, path: &str) -> Result<RoadId, ApiError> {
 fn check_bay(state: &AppState, road: &RoadId, bay: &BayId) -> Result<(), ApiError> {
     match state.street.map().bay(bay) {
         Some((view, _)) if &view.info.road_id == road => Ok(()),
-        _ => Err(ApiError::NotFound(format!("no bay {bay:?} on road {road:?}"))),
+        _ => Err(ApiError::NotFound(format!(
+            "no bay {bay:?} on road {road:?}"
+        ))),
     }
 }
 
@@ -405,7 +407,8 @@ async fn effect_report(
             crate::clock::rfc3339(pivot)
         )));
     }
-    let ((b0, b1), (a0, a1)) = effect_windows(pivot.timestamp_millis(), days, now.timestamp_millis());
+    let ((b0, b1), (a0, a1)) =
+        effect_windows(pivot.timestamp_millis(), days, now.timestamp_millis());
     let t = |ms| {
         DateTime::<Utc>::from_timestamp_millis(ms)
             .ok_or_else(|| ApiError::Unprocessable("the window is out of range".into()))
@@ -433,7 +436,7 @@ async fn effect_report(
             Some(c) => warnings.push(Warning {
                 code: "low_coverage".into(),
                 message: format!(
-                    "the {name} side is known for only {c:.1}% of its bay-time (below \
+                    "the {name} side is known for only {c:.2}% of its bay-time (below \
                      {LOW_COVERAGE_PERCENT}%): its occupancy, turnover and dwell rest on little observation"
                 ),
             }),
@@ -509,7 +512,7 @@ pub async fn road_effect_svg(
     caller.require(&[Role::Planner])?;
     let report = effect_report(&state, &path, &query).await?;
     let tz = state.timezone;
-    let svg = super::chart::effect_svg(&report, |t| {
+    let svg = super::chart::effect_svg(&report, tz.name(), |t| {
         tz.from_utc_datetime(&t.naive_utc())
             .format("%Y-%m-%d %H:%M")
             .to_string()

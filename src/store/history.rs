@@ -209,13 +209,7 @@ fn bay_histories(
         store
             .sessions(road, from, to, None, i64::MAX / 2)?
             .into_iter()
-            .map(|s| {
-                (
-                    s.bay_id,
-                    to_ms(s.started_at),
-                    s.ended_at.map(to_ms),
-                )
-            })
+            .map(|s| (s.bay_id, to_ms(s.started_at), s.ended_at.map(to_ms)))
             .collect()
     };
     for (bay, start, end) in sessions {
@@ -252,10 +246,7 @@ impl Store {
         staleness: Duration,
         floor: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let _one = self
-            .history_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _one = self.history_lock.lock().unwrap_or_else(|e| e.into_inner());
         let conn = &mut *self.conn()?;
         loop {
             let done = match conn {
@@ -320,7 +311,9 @@ impl Store {
             .map(|s| floor_hour(to_ms(s.started_at)))
             .fold(from, i64::min)
             .max(lowest);
-        let end = ceil_hour(now_ms).min(start + STEP_HOURS * HOUR_MS).max(start + HOUR_MS);
+        let end = ceil_hour(now_ms)
+            .min(start + STEP_HOURS * HOUR_MS)
+            .max(start + HOUR_MS);
         let presence = presence(conn, rid, None)?;
         let bays = bay_histories(
             self,

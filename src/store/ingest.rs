@@ -15,9 +15,9 @@ use super::session_writes::SessionWrites;
 use super::states::load_states;
 use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violation};
 use super::{Store, StoreError, from_ms, to_ms};
-use crate::domain::history;
 use crate::domain::enforcement::limit_reached_at;
 use crate::domain::events::{Event, EventType, Rejection};
+use crate::domain::history;
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::{Applied, BayState, BayStatus, OpenSession, Signal, apply, replay};
 

@@ -126,7 +126,11 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     let body = get(
         &app,
         &warden,
-        &format!("{ROAD}/metrics?bucket=hour&from={}&to={}", q(sh(28, 10, 0)), q(sh(28, 13, 0))),
+        &format!(
+            "{ROAD}/metrics?bucket=hour&from={}&to={}",
+            q(sh(28, 10, 0)),
+            q(sh(28, 13, 0))
+        ),
     );
     assert_eq!(body["road_id"], "qingfeng-road");
     assert_eq!(body["time_zone"], "Asia/Shanghai");
@@ -143,25 +147,59 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     // unknown (8160 - 90) / 8160 = 98.90 %.
     assert_eq!(
         figures(&b[0]),
-        vec![json!(77.78), json!(2), json!(0.01), json!(70.0), json!(98.9), json!(0), json!(0), json!(0), json!(0)]
+        vec![
+            json!(77.78),
+            json!(2),
+            json!(0.01),
+            json!(70.0),
+            json!(98.9),
+            json!(0),
+            json!(0),
+            json!(0),
+            json!(0)
+        ]
     );
     // 11:00: known 60 (S-001 only; S-002 is stale), occupied 10: 16.67 %.
     assert_eq!(
         figures(&b[1]),
-        vec![json!(16.67), json!(0), json!(0.0), Value::Null, json!(99.26), json!(0), json!(1), json!(1), json!(1)]
+        vec![
+            json!(16.67),
+            json!(0),
+            json!(0.0),
+            Value::Null,
+            json!(99.26),
+            json!(0),
+            json!(1),
+            json!(1),
+            json!(1)
+        ]
     );
     // 12:00: known 5 (S-001) + 30 (S-002) + 60 (S-003) = 95, occupied 60:
     // 63.16 %; S-003's session, still open, has no dwell; its overstay.
     assert_eq!(
         figures(&b[2]),
-        vec![json!(63.16), json!(1), json!(0.01), Value::Null, json!(98.84), json!(1), json!(0), json!(0), json!(0)]
+        vec![
+            json!(63.16),
+            json!(1),
+            json!(0.01),
+            Value::Null,
+            json!(98.84),
+            json!(1),
+            json!(0),
+            json!(0),
+            json!(0)
+        ]
     );
 
     // One bay: QF-S-001 alone.
     let one = metrics(
         &app,
         &warden,
-        &format!("bucket=hour&bay_id=QF-S-001&from={}&to={}", q(sh(28, 10, 0)), q(sh(28, 13, 0))),
+        &format!(
+            "bucket=hour&bay_id=QF-S-001&from={}&to={}",
+            q(sh(28, 10, 0)),
+            q(sh(28, 13, 0))
+        ),
     );
     let occ: Vec<Value> = one.iter().map(|x| x["occupancy_percent"].clone()).collect();
     assert_eq!(occ, vec![json!(66.67), json!(16.67), json!(0.0)]);
@@ -169,12 +207,19 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     assert_eq!(unk, vec![json!(0.0), json!(0.0), json!(91.67)]);
     assert_eq!(one[0]["bays"], 1);
     assert_eq!(one[0]["average_dwell_minutes"], 50.0);
-    assert_eq!(one[1]["outside_bay"], 0, "a bay's metrics hold only its own violations");
+    assert_eq!(
+        one[1]["outside_bay"], 0,
+        "a bay's metrics hold only its own violations"
+    );
     // The loading bays heard nothing: no occupancy, all unknown.
     let loading = metrics(
         &app,
         &warden,
-        &format!("bucket=hour&kind=loading&from={}&to={}", q(sh(28, 10, 0)), q(sh(28, 11, 0))),
+        &format!(
+            "bucket=hour&kind=loading&from={}&to={}",
+            q(sh(28, 10, 0)),
+            q(sh(28, 11, 0))
+        ),
     );
     assert_eq!(loading[0]["bays"], 8);
     assert!(loading[0]["occupancy_percent"].is_null());
@@ -194,7 +239,17 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     assert_eq!(days[0]["start"], "2026-11-28T00:00:00+08:00");
     assert_eq!(
         figures(&days[0]),
-        vec![json!(74.07), json!(4), json!(0.03), json!(71.67), json!(99.79), json!(1), json!(1), json!(1), json!(1)]
+        vec![
+            json!(74.07),
+            json!(4),
+            json!(0.03),
+            json!(71.67),
+            json!(99.79),
+            json!(1),
+            json!(1),
+            json!(1),
+            json!(1)
+        ]
     );
     assert_eq!(days[1]["occupancy_percent"], 60.0);
     assert_eq!(days[1]["sessions"], 0);
@@ -202,11 +257,21 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     let hours = metrics(
         &app,
         &planner,
-        &format!("bucket=hour&from={}&to={}", q(sh(28, 0, 0)), q(sh(29, 0, 0))),
+        &format!(
+            "bucket=hour&from={}&to={}",
+            q(sh(28, 0, 0)),
+            q(sh(29, 0, 0))
+        ),
     );
     assert_eq!(hours.len(), 24);
     let sum = |k: &str| hours.iter().map(|h| h[k].as_i64().unwrap()).sum::<i64>();
-    for k in ["sessions", "overstays", "outside_bay", "obstructions", "footway_parking"] {
+    for k in [
+        "sessions",
+        "overstays",
+        "outside_bay",
+        "obstructions",
+        "footway_parking",
+    ] {
         assert_eq!(sum(k), days[0][k].as_i64().unwrap(), "{k}");
     }
 
@@ -219,7 +284,10 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
     assert_eq!(effect["days"], 1);
     let (before, after, change) = (&effect["before"], &effect["after"], &effect["change"]);
     assert_eq!(before["occupancy_percent"], days[0]["occupancy_percent"]);
-    assert_eq!(before["average_dwell_minutes"], days[0]["average_dwell_minutes"]);
+    assert_eq!(
+        before["average_dwell_minutes"],
+        days[0]["average_dwell_minutes"]
+    );
     assert_eq!(before["turnover_per_bay_day"], days[0]["turnover_per_bay"]);
     assert_eq!(before["overstays_per_day"], 1.0);
     assert_eq!(before["outside_bay_per_day"], 1.0);
@@ -244,9 +312,16 @@ fn hourly_and_daily_metrics_and_the_effect_agree_with_the_hand_computation() {
 
     // The chart of the same report: SVG that parses, naming every measure
     // and the coverage.
-    let r = app.get_as(&format!("{ROAD}/effect.svg?pivot={}&days=1", q(sh(29, 0, 0))), &planner);
+    let r = app.get_as(
+        &format!("{ROAD}/effect.svg?pivot={}&days=1", q(sh(29, 0, 0))),
+        &planner,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.content_type.starts_with("image/svg+xml"), "{}", r.content_type);
+    assert!(
+        r.content_type.starts_with("image/svg+xml"),
+        "{}",
+        r.content_type
+    );
     let doc = roxmltree::Document::parse(&r.body).expect("the chart is XML");
     assert_eq!(doc.root_element().tag_name().name(), "svg");
     let text: String = doc
@@ -278,7 +353,11 @@ fn a_late_departure_rewrites_the_hours_it_touches() {
     app.wait_for_broker();
     street_of_the_28th(&app);
     let warden = app.token(Role::Warden);
-    let window = format!("bucket=hour&from={}&to={}", q(sh(28, 12, 0)), q(sh(28, 14, 0)));
+    let window = format!(
+        "bucket=hour&from={}&to={}",
+        q(sh(28, 12, 0)),
+        q(sh(28, 14, 0))
+    );
     let before = metrics(&app, &warden, &window);
     assert_eq!(before[0]["overstays"], 1);
     assert!(before[0]["average_dwell_minutes"].is_null());
@@ -288,7 +367,10 @@ fn a_late_departure_rewrites_the_hours_it_touches() {
     // limit. Its session is 90 minutes, counted at 12:00; 13:00 is half
     // occupied; the overstay is void and no longer counts.
     let hh = app.mqtt("hist-late");
-    hh.send_events("hist-late", &ev("late", "vacated", sh(28, 13, 30), "QF-S-003"));
+    hh.send_events(
+        "hist-late",
+        &ev("late", "vacated", sh(28, 13, 30), "QF-S-003"),
+    );
     wait_until("the late departure", || {
         app.metric("kerbside_events_accepted_total") == 25.0
     });
@@ -315,7 +397,10 @@ fn berlin_days_that_change_the_clocks_have_23_and_25_hourly_buckets() {
     assert_eq!(b.len(), 23);
     assert_eq!(b[1]["start"], "2027-03-28T01:00:00+01:00");
     assert_eq!(b[2]["start"], "2027-03-28T03:00:00+02:00");
-    assert!(b.iter().all(|x| x["bays"] == 136 && x["unknown_percent"] == 100.0));
+    assert!(
+        b.iter()
+            .all(|x| x["bays"] == 136 && x["unknown_percent"] == 100.0)
+    );
     let d = metrics(
         &app,
         &planner,
@@ -324,7 +409,11 @@ fn berlin_days_that_change_the_clocks_have_23_and_25_hourly_buckets() {
     let starts: Vec<&str> = d.iter().map(|x| x["start"].as_str().unwrap()).collect();
     assert_eq!(
         starts,
-        vec!["2027-03-27T00:00:00+01:00", "2027-03-28T00:00:00+01:00", "2027-03-29T00:00:00+02:00"]
+        vec![
+            "2027-03-27T00:00:00+01:00",
+            "2027-03-28T00:00:00+01:00",
+            "2027-03-29T00:00:00+02:00"
+        ]
     );
 
     let autumn = chrono_tz::Europe::Berlin
@@ -340,7 +429,13 @@ fn berlin_days_that_change_the_clocks_have_23_and_25_hourly_buckets() {
     assert_eq!(b.len(), 25);
     assert_eq!(b[2]["start"], "2027-10-31T02:00:00+02:00");
     assert_eq!(b[3]["start"], "2027-10-31T02:00:00+01:00");
-    let body = get(&app, &planner, &format!("{ROAD}/metrics?bucket=day&from=2027-10-31T00:00:00%2B02:00&to=2027-11-01T00:00:00%2B01:00"));
+    let body = get(
+        &app,
+        &planner,
+        &format!(
+            "{ROAD}/metrics?bucket=day&from=2027-10-31T00:00:00%2B02:00&to=2027-11-01T00:00:00%2B01:00"
+        ),
+    );
     assert_eq!(body["time_zone"], "Europe/Berlin");
     assert_eq!(body["buckets"].as_array().unwrap().len(), 1);
 }
@@ -371,7 +466,11 @@ fn bad_questions_get_a_problem_not_an_answer() {
     bad("/v1/roads/no-such-road/metrics", &warden, 404);
     bad(&format!("{ROAD}/effect?days=0"), &planner, 422);
     bad(&format!("{ROAD}/effect?days=many"), &planner, 400);
-    bad(&format!("{ROAD}/effect?pivot=2030-01-01T00:00:00Z"), &planner, 422);
+    bad(
+        &format!("{ROAD}/effect?pivot=2030-01-01T00:00:00Z"),
+        &planner,
+        422,
+    );
     bad(&format!("{ROAD}/effect.svg?pivot=soon"), &planner, 400);
     // Wardens read metrics, not effect reports; nobody without a token.
     bad(&format!("{ROAD}/effect"), &warden, 403);
@@ -379,7 +478,8 @@ fn bad_questions_get_a_problem_not_an_answer() {
     assert_eq!(app.get(&format!("{ROAD}/effect.svg")).status, 401);
     // The defaults answer: the last 24 hours, and the latest revision as
     // the pivot (the import, an hour ago: no "before" on the layout).
-    app.clock.set(crate::helpers::default_now() + chrono::Duration::hours(1));
+    app.clock
+        .set(crate::helpers::default_now() + chrono::Duration::hours(1));
     assert_eq!(metrics(&app, &warden, "").len(), 24);
     let e = get(&app, &planner, &format!("{ROAD}/effect"));
     assert_eq!(e["pivot"], "2026-11-27T02:00:00Z");
