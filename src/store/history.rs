@@ -27,7 +27,7 @@
 //! by an advisory lock held for the whole refresh, so that two instances
 //! never write one road's hours from different snapshots.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
@@ -70,8 +70,9 @@ pub struct HistoryFilter {
 const HEARD: [&str; 4] = ["occupied", "vacated", "observed", "heartbeat"];
 
 /// Marks the hours `(road_id, hour_ms)` of events just stored, in the
-/// storing transaction, for the roll-up to rebuild.
-pub(super) fn mark(conn: &mut Db, marks: &HashSet<(&str, i64)>) -> Result<(), StoreError> {
+/// storing transaction, for the roll-up to rebuild. In key order, so that
+/// two instances' batches queue on the rows rather than deadlock.
+pub(super) fn mark(conn: &mut Db, marks: &BTreeSet<(&str, i64)>) -> Result<(), StoreError> {
     use history_marks::dsl as m;
     for (road, hour) in marks {
         on_backend!(conn, c => diesel::insert_into(m::history_marks)
