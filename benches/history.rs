@@ -33,6 +33,14 @@
 //!    then its status events since, as `store::ingest` replays a bay after
 //!    a late event).
 //!
+//! 4. History (contract 6.3): rolls the whole district's year up from
+//!    nothing (`Store::refresh_history` per road, what the background job
+//!    does after an upgrade), then times a road's metrics for the year by
+//!    day and for a week by hour (`Store::history_hours`, which first brings
+//!    the road's roll-up up to now, and the buckets), one bay's week by
+//!    hour (from its events and sessions), and an effect report's read of
+//!    14 days each side of a random pivot.
+//!
 //! Prints a table (median and p99, ms) with a row per scale, then each
 //! figure fitted against the number of events, linearly and on the log of
 //! it, at the full-scale year; a JSON summary line last.
@@ -42,9 +50,10 @@ use std::time::Instant;
 use chrono::{DateTime, Duration, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, PgConnection, RunQueryDsl};
-use kerbside::domain::ids::RoadId;
+use kerbside::domain::history::{self, Bucket};
+use kerbside::domain::ids::{BayId, RoadId};
 use kerbside::domain::violations::ViolationStatus;
-use kerbside::store::Store;
+use kerbside::store::{HistoryFilter, Store};
 use serde_json::json;
 
 mod support;
@@ -117,6 +126,24 @@ fn load(url: &str, scale: f64, now_ms: i64) -> (i64, i64, i64) {
              FROM generate_series(0, {}) b",
             BAYS - 1
         ),
+    );
+
+    // Each road's layout, published when the year began (the roll-up
+    // reads bays' kinds and when they were on the layout from it): every
+    // tenth bay a loading bay.
+    exec(
+        &mut c,
+        &format!(
+            "INSERT INTO layout_revisions SELECT road_id, 1, {start_ms}, 'bench', NULL, \
+             {BAYS_PER_ROAD}, 0 FROM roads"
+        ),
+    );
+    exec(
+        &mut c,
+        "INSERT INTO layout_features SELECT road_id, 1, \
+           row_number() OVER (PARTITION BY road_id ORDER BY bay_id), bay_id, 'bay', \
+           CASE WHEN right(bay_id, 1) = '0' THEN 'loading' ELSE 'standard' END, 120, \
+           '08:00-20:00', '{}', 0, 0, 0, 0 FROM bays",
     );
 
     // Events: one statement per thirteenth of the year, on two
@@ -364,6 +391,103 @@ fn measure(url: &str, scale: f64, queries: usize, now: DateTime<Utc>) -> Row {
     }
     let (p50, p99) = stats(samples);
     figures.push(("replay_6h", p50, p99));
+
+    // History (contract 6.3). First the roll-up of the whole district's
+    // year from nothing, as the background job does after an upgrade.
+    let staleness = Duration::minutes(30);
+    let floor = now - Duration::days(400);
+    let roads: Vec<RoadId> = store.road_ids().expect("roads");
+    let (rollup_ms, _) = time(|| {
+        for r in &roads {
+            store
+                .refresh_history(r, now, staleness, floor)
+                .expect("roll-up");
+        }
+    });
+    eprintln!(
+        "scale {scale}: the district's year rolled up in {:.1} s ({:.0} ms a road of {BAYS_PER_ROAD} bays)",
+        rollup_ms / 1000.0,
+        rollup_ms / roads.len().max(1) as f64
+    );
+    let tz = chrono_tz::Asia::Shanghai;
+    let report = |r: &RoadId, filter: &HistoryFilter, from, to, bucket| {
+        let spans = history::buckets(&tz, bucket, from, to);
+        let (a, b) = (spans[0].0, spans[spans.len() - 1].1);
+        let hours = store
+            .history_hours(r, filter, a, b, now, staleness, floor)
+            .expect("history hours");
+        spans
+            .iter()
+            .map(|&(s, e)| history::bucket_figures(&hours, s, e, now))
+            .collect::<Vec<_>>()
+            .len()
+    };
+    let road_only = HistoryFilter::default();
+    let mut timed = |name: &'static str, f: &mut dyn FnMut(&mut Rng) -> usize| {
+        let mut samples = Vec::with_capacity(queries);
+        for _ in 0..queries {
+            let (ms, _) = time(|| f(&mut rng));
+            samples.push(ms);
+        }
+        let (p50, p99) = stats(samples);
+        figures.push((name, p50, p99));
+    };
+    // A road's metrics: the year by day, a week by hour; each first
+    // brings the road's roll-up up to now (the current hour rebuilt).
+    timed("metrics_year_days", &mut |rng| {
+        report(
+            &road(rng),
+            &road_only,
+            now - Duration::days(365),
+            now,
+            Bucket::Day,
+        )
+    });
+    timed("metrics_week_hours", &mut |rng| {
+        let to = now - Duration::days(rng.below(300) as i64);
+        report(
+            &road(rng),
+            &road_only,
+            to - Duration::days(7),
+            to,
+            Bucket::Hour,
+        )
+    });
+    // One bay's week by hour: read from its events and sessions directly.
+    timed("metrics_bay_week", &mut |rng| {
+        let bay = format!("bay-{:05}", rng.below(BAYS as u64));
+        let r = RoadId::parse(&format!("road-{}", &bay[4..7])).expect("road id");
+        let filter = HistoryFilter {
+            bay: Some(BayId::parse(&bay).expect("bay id")),
+            kind: None,
+        };
+        let to = now - Duration::days(rng.below(300) as i64);
+        report(&r, &filter, to - Duration::days(7), to, Bucket::Hour)
+    });
+    // An effect report: 14 days each side of a pivot, one read of hours.
+    timed("effect_14d", &mut |rng| {
+        let pivot = now - Duration::days(15 + rng.below(330) as i64);
+        let ((b0, _), (_, a1)) =
+            history::effect_windows(pivot.timestamp_millis(), 14, now.timestamp_millis());
+        let at = |ms| DateTime::<Utc>::from_timestamp_millis(ms).expect("instant");
+        store
+            .history_hours(
+                &road(rng),
+                &road_only,
+                at(b0),
+                at(a1),
+                now,
+                staleness,
+                floor,
+            )
+            .expect("history hours")
+            .len()
+    });
+    figures.push((
+        "district_rollup_year_s",
+        rollup_ms / 1000.0,
+        rollup_ms / 1000.0,
+    ));
     eprintln!("scale {scale}: sessions per one-day answer {per_answer:.1}");
 
     Row {

@@ -19,6 +19,10 @@ use crate::mqtt::{self, LinkConfig, MqttError, broker::BrokerError};
 use crate::store::{Enforcement, Store, StoreError};
 use crate::street::Street;
 
+/// How often every road's history roll-up is brought up to date in the
+/// background, seconds (a report brings its road up to date itself).
+pub const HISTORY_EVERY_SECONDS: u64 = 300;
+
 /// Why the service could not start; each is one line for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -120,6 +124,12 @@ impl Application {
             Duration::days(i64::from(settings.keep_history_days)),
             Duration::days(i64::from(settings.retention_days)),
             clock.clone(),
+        );
+        store.spawn_history(
+            clock.clone(),
+            Duration::minutes(i64::from(settings.staleness_minutes)),
+            Duration::days(i64::from(settings.retention_days)),
+            std::time::Duration::from_secs(HISTORY_EVERY_SECONDS),
         );
         let street = Arc::new(street);
         let metrics = Arc::new(Metrics::default());
@@ -248,6 +258,7 @@ impl Application {
                 tile_url: settings.tile_url.clone(),
                 tile_attribution: settings.tile_attribution.clone(),
             },
+            retention: Duration::days(i64::from(settings.retention_days)),
         });
 
         let data = state.clone();

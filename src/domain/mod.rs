@@ -11,6 +11,7 @@ pub mod datex;
 pub mod devices;
 pub mod enforcement;
 pub mod events;
+pub mod history;
 pub mod ids;
 pub mod layout;
 pub mod occupancy;

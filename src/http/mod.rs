@@ -15,11 +15,13 @@ pub mod auth;
 mod bays;
 pub mod cases;
 mod cds;
+mod chart;
 pub mod console;
 mod datex;
 pub mod devices;
 mod docs;
 mod health;
+mod history;
 mod layouts;
 mod metrics;
 pub mod problem;
@@ -51,6 +53,9 @@ pub struct AppState {
     pub limiter: public::RateLimiter,
     /// The live stream's source.
     pub live: Arc<crate::live::Hub>,
+    /// The retention window: no event older is accepted, so history
+    /// before it is never rebuilt.
+    pub retention: chrono::Duration,
     /// How often the live stream sends a heartbeat comment.
     pub stream_heartbeat: std::time::Duration,
     /// What the console page learns from `GET /console/config`.
@@ -118,6 +123,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(roads::get_bays)
             .service(bays::get_bay)
             .service(sessions::list_sessions)
+            .service(history::road_metrics)
+            .service(history::road_effect)
+            .service(history::road_effect_svg)
             .service(violations::list_violations)
             .service(violations::get_violation)
             .service(violations::ticket)

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::auth::bearer_token;
 use super::cds::{EventQuery, MAX_WINDOW_DAYS, SessionQuery as CdsSessionQuery, ZoneQuery};
+use super::history::{MAX_BUCKETS, MetricsQuery};
 use super::layouts::{MAX_FEATURES, PutQuery, feature_collection, revision_tag};
 use super::problem::ApiError;
 use super::public::{FreeQuery, LIMIT_MAX, RADIUS_MAX_M};
@@ -36,7 +37,8 @@ fn query_value() -> impl Strategy<Value = String> {
         1 => prop::sample::select(
             &["", " 12 ", "1e3", "1e400", "-0", "NaN", "inf", "-inf", "0x10", "+5", "5.", ".5",
               "wgs84", "gcj02", "WGS84", "bd09", "true", "false", "1", "0", "yes", "open", "all",
-              "2026-11-27T01:00:00Z", "%20", "%FF", "%", "+", "&", "="][..],
+              "2026-11-27T01:00:00Z", "2026-11-20T00:00:00%2B08:00", "hour", "day", "loading",
+              "QF-S-001", "%20", "%FF", "%", "+", "&", "="][..],
         )
         .prop_map(str::to_owned),
         2 => text(),
@@ -209,6 +211,27 @@ proptest! {
                 let _ = (w.from.to_rfc3339_opts(SecondsFormat::Millis, true), w.to.timestamp_millis());
             }
             Err(e) => prop_assert!(is_400(&e), "{e}"),
+        }
+    }
+
+    #[test]
+    fn a_metrics_query_is_a_bounded_window_of_whole_buckets_or_a_400_or_422(
+        q in query_string(&["from", "to", "bucket", "bay_id", "kind"]),
+        tz in prop::sample::select(&[chrono_tz::Asia::Shanghai, chrono_tz::Europe::Berlin, chrono_tz::Asia::Kolkata][..]),
+    ) {
+        if let Ok(q) = web::Query::<MetricsQuery>::from_query(&q) {
+            match q.window(now()) {
+                Ok(w) => {
+                    prop_assert!(w.from < w.to);
+                    let spans = crate::domain::history::buckets(&tz, w.bucket, w.from, w.to);
+                    prop_assert!(spans.len() as i64 <= MAX_BUCKETS + 1, "{}", spans.len());
+                    prop_assert!(spans.windows(2).all(|p| p[0].1 == p[1].0 && p[0].0 < p[0].1));
+                }
+                Err(e) => prop_assert!(
+                    is_400(&e) || matches!(e, ApiError::Unprocessable(_)),
+                    "{e}"
+                ),
+            }
         }
     }
 

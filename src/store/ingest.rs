@@ -17,6 +17,7 @@ use super::violations::{Enforcement, RulesByBay, evaluate_bay, file_event_violat
 use super::{Store, StoreError, from_ms, to_ms};
 use crate::domain::enforcement::limit_reached_at;
 use crate::domain::events::{Event, EventType, Rejection};
+use crate::domain::history;
 use crate::domain::ids::{BayId, RoadId};
 use crate::domain::occupancy::{Applied, BayState, BayStatus, OpenSession, Signal, apply, replay};
 
@@ -233,6 +234,13 @@ impl Store {
                         .set(devices::last_seen_ms.eq(seen_ms))
                         .execute(c))?;
             }
+            // The history roll-up rebuilds the hours these events fall in
+            // (marked last, below: the mark's row is shared by the road's
+            // batches, so its lock is held only for the commit).
+            let marks: std::collections::BTreeSet<(&str, i64)> = by_bay
+                .iter()
+                .map(|(_, road, e)| (*road, history::floor_hour(to_ms(e.observed_at))))
+                .collect();
             // Apply to each bay in arrival order; a late event means replay.
             let mut late_from: HashMap<&BayId, DateTime<Utc>> = HashMap::new();
             let mut roads: HashMap<&BayId, &str> = HashMap::new();
@@ -320,6 +328,7 @@ impl Store {
             }
             // Told to the other instances when, and only if, this commits.
             notify(conn, BAYS_CHANNEL, result.states.keys().map(BayId::as_str))?;
+            super::history::mark(conn, &marks)?;
             Ok(result)
         })
         .inspect(|result: &BatchResult| {

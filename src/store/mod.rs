@@ -20,6 +20,7 @@ pub mod coord;
 pub(crate) mod db;
 mod devices;
 mod events;
+mod history;
 mod ingest;
 mod layouts;
 mod privacy;
@@ -38,6 +39,7 @@ pub use cases::{
     PartyRecord, Pending, Resolved,
 };
 pub use devices::DeviceRecord;
+pub use history::{HistoryFilter, STEP_HOURS};
 pub use ingest::{
     BareHeartbeat, BatchResult, BatchWrite, DEVICE_SEEN_CAPACITY, EventRecord, OPEN_DEVICES_CAP,
     RejectionRecord,
@@ -140,6 +142,8 @@ pub struct Store {
     /// When each device's `last_seen_ms` was last written, so that a busy
     /// device costs one write a minute, not one a batch (bounded).
     device_seen: std::sync::Arc<ingest::DeviceSeen>,
+    /// Serialises history roll-up refreshes in this process.
+    history_lock: std::sync::Arc<std::sync::Mutex<()>>,
     /// SQLite's write-ahead log (`PATH-wal`), whose size the checkpointer
     /// watches; `None` on PostgreSQL.
     wal_path: Option<std::sync::Arc<std::path::Path>>,
@@ -307,6 +311,7 @@ impl Store {
             pool,
             backend,
             device_seen: Default::default(),
+            history_lock: Default::default(),
             wal_path,
             pg_url: (backend == Backend::Postgres).then(|| url.into()),
         })

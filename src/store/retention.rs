@@ -15,6 +15,9 @@
 //!
 //! Parking sessions and violations are kept whatever their age: they are
 //! the record that fines rest on, and they are small beside the events.
+//! So are the history roll-ups (`occupancy_hours`, see `store::history`):
+//! they summarise the forgotten events, and are never rebuilt that far
+//! back.
 
 use std::sync::Arc;
 

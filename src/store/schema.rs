@@ -290,6 +290,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    occupancy_hours (road_id, hour_ms, kind) {
+        road_id -> Text,
+        hour_ms -> BigInt,
+        kind -> Text,
+        bays -> BigInt,
+        bay_ms -> BigInt,
+        known_ms -> BigInt,
+        occupied_ms -> BigInt,
+        sessions -> BigInt,
+        ended_sessions -> BigInt,
+        dwell_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    history_rollup (road_id) {
+        road_id -> Text,
+        until_ms -> BigInt,
+    }
+}
+
+diesel::table! {
+    history_marks (road_id, hour_ms) {
+        road_id -> Text,
+        hour_ms -> BigInt,
+        renewals -> BigInt,
+    }
+}
+
 diesel::joinable!(notifications -> parties (party_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -316,4 +346,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     case_history,
     notifications,
     notification_attempts,
+    occupancy_hours,
+    history_rollup,
+    history_marks,
 );

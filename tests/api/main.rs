@@ -14,6 +14,7 @@ mod evidence;
 mod geodata;
 mod gis;
 mod helpers;
+mod history;
 mod ingest;
 mod instances;
 mod kill;

@@ -1,0 +1,3 @@
+DROP TABLE history_marks;
+DROP TABLE history_rollup;
+DROP TABLE occupancy_hours;
