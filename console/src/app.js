@@ -8,7 +8,7 @@ import "/console/leaflet.js";
 import { json, session } from "./api.js";
 import { clearCases, listCases, onCase } from "./cases.js";
 import * as planner from "./planner.js";
-import { listen, makeMap, openRoad, view } from "./road.js";
+import { listen, makeMap, openRoad, showRoadCounts, view } from "./road.js";
 import { showSections, signIn, signOut } from "./signin.js";
 import { clearViolations, listViolations, onViolation, pick } from "./warden.js";
 
@@ -34,8 +34,8 @@ async function listRoads() {
     const b = document.createElement("button");
     b.type = "button";
     b.dataset.road = r.road_id;
-    const name = [r.name, r.name_en].filter(Boolean).join(" · ");
-    b.textContent = `${name} — ${r.occupied}/${r.bays} occupied`;
+    b.dataset.name = [r.name, r.name_en].filter(Boolean).join(" · ");
+    showRoadCounts(r.road_id, r);
     b.addEventListener("click", () => choose(r.road_id));
     const li = document.createElement("li");
     li.append(b);
@@ -95,3 +95,9 @@ showSections();
 if (session.token) await signIn(session.token);
 const roads = await listRoads();
 if (roads.length > 0) await choose(roads[0].road_id);
+// The chosen road's entry follows its stream; the others are asked for
+// again every half minute.
+setInterval(async () => {
+  const { roads } = await json("/v1/roads");
+  for (const r of roads) if (r.road_id !== view.road) showRoadCounts(r.road_id, r);
+}, 30000);

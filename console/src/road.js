@@ -85,6 +85,14 @@ function setLink(state, text) {
 function showCounts(c) {
   document.getElementById("counts").textContent =
     `${c.occupied} occupied, ${c.free} free, ${c.unknown} unknown of ${c.bays} bays`;
+  showRoadCounts(view.road, c);
+}
+
+/// The road list's entry for `roadId`: its names and live counts.
+export function showRoadCounts(roadId, c) {
+  for (const b of document.querySelectorAll("#roads button")) {
+    if (b.dataset.road === roadId) b.textContent = `${b.dataset.name} — ${c.occupied}/${c.bays} occupied`;
+  }
 }
 
 function showBay(b) {

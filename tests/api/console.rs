@@ -257,6 +257,12 @@ fn the_console_draws_the_road_and_a_bay_turns_red_without_a_reload() {
         page.eval("return document.querySelector('#bays li[data-bay=\"QF-S-014\"]').textContent"),
         json!("QF-S-014: occupied")
     );
+    // The road list's occupancy follows too.
+    page.wait_for(
+        "the road list to count the car",
+        "return document.querySelector('#roads button[data-road=\"qingfeng-road\"]')\
+         .textContent.endsWith('— 1/136 occupied')",
+    );
     assert_eq!(
         page.eval("return window.__loaded === performance.timeOrigin"),
         json!(true),
