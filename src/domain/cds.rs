@@ -26,11 +26,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, TimeZone, Timelike, Utc};
 use geo::{Area, Centroid, ConvexHull, Coord, LineString, MultiPolygon, Polygon};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::domain::history::{HOUR_MS, Hour, Totals, round2};
 use crate::domain::ids::{BarrierId, BayId, RoadId};
 use crate::domain::layout::{Barrier, BarrierKind, Bay, BayKind, EnforcedHours, Layout};
 use crate::spatial::LocalFrame;
@@ -822,6 +823,164 @@ pub fn sessions_csv(rows: &[SessionRow]) -> String {
     out
 }
 
+/// The metrics of the Metrics API's aggregates, in the order each place's
+/// rows are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MetricType {
+    /// Sessions that started in the hour.
+    TotalSessions,
+    /// Sessions that started in the hour per bay present (a space: its
+    /// sessions; a zone: over its average number of bays in the hour).
+    Turnover,
+    /// Mean dwell of the sessions that started in the hour and have ended,
+    /// in minutes.
+    AverageDwellTime,
+    /// Occupied over known bay-time, 0-100.
+    OccupancyPercent,
+}
+
+impl MetricType {
+    pub const ALL: [MetricType; 4] = [
+        MetricType::TotalSessions,
+        MetricType::Turnover,
+        MetricType::AverageDwellTime,
+        MetricType::OccupancyPercent,
+    ];
+
+    /// The specification's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricType::TotalSessions => "total_sessions",
+            MetricType::Turnover => "turnover",
+            MetricType::AverageDwellTime => "average_dwell_time",
+            MetricType::OccupancyPercent => "occupancy_percent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MetricType> {
+        MetricType::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
+
+/// The columns of the Metrics API's aggregates, in order.
+pub const AGGREGATE_COLUMNS: [&str; 6] = [
+    "curb_place_type",
+    "curb_place_id",
+    "metric_type",
+    "date",
+    "hour",
+    "value",
+];
+
+/// The value of an hour whose sensors were offline for most of it.
+pub const OFFLINE: f64 = -1.0;
+
+/// The value of `metric` for one place's hour: `None` when the place had
+/// no bay on the layout in it, or (average dwell) no session that started
+/// in it has ended; [`OFFLINE`] when more than half its bay-time was
+/// unknown; otherwise rounded to two decimals.
+pub fn aggregate_value(metric: MetricType, h: &Totals) -> Option<f64> {
+    if h.bay_ms <= 0 {
+        return None;
+    }
+    if 2 * (h.bay_ms - h.known_ms) > h.bay_ms {
+        return Some(OFFLINE);
+    }
+    match metric {
+        MetricType::TotalSessions => Some(h.sessions as f64),
+        MetricType::Turnover => h.turnover_per_bay(HOUR_MS).map(round2),
+        MetricType::AverageDwellTime => h.average_dwell_minutes().map(round2),
+        MetricType::OccupancyPercent => h.occupancy_percent().map(round2),
+    }
+}
+
+/// One row of the aggregates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    /// `zone` or `space`.
+    pub curb_place_type: &'static str,
+    pub curb_place_id: Uuid,
+    pub metric: MetricType,
+    /// The local date and hour of the start of the UTC hour.
+    pub date: NaiveDate,
+    pub hour: u32,
+    pub value: f64,
+}
+
+/// The rows of one place: for each metric of `metrics`, one row per hour
+/// of `hours` that has a value, the hours in order. `hours` are the
+/// place's UTC hours, its bays' figures summed.
+pub fn aggregate_rows<Z: TimeZone>(
+    curb_place_type: &'static str,
+    curb_place_id: Uuid,
+    hours: &[Hour],
+    metrics: &[MetricType],
+    tz: &Z,
+) -> Vec<AggregateRow> {
+    let mut out = Vec::new();
+    for &metric in metrics {
+        for h in hours {
+            let Some(value) = aggregate_value(metric, &Totals::of([h])) else {
+                continue;
+            };
+            let Some(start) = DateTime::<Utc>::from_timestamp_millis(h.start_ms) else {
+                continue;
+            };
+            let local = start.with_timezone(tz).naive_local();
+            out.push(AggregateRow {
+                curb_place_type,
+                curb_place_id,
+                metric,
+                date: local.date(),
+                hour: local.hour(),
+                value,
+            });
+        }
+    }
+    out
+}
+
+/// Sums bays' hours hour by hour (all cover the same hours).
+pub fn sum_hours<'a>(bays: impl IntoIterator<Item = &'a [Hour]>) -> Vec<Hour> {
+    let mut out: Vec<Hour> = Vec::new();
+    for hours in bays {
+        if out.is_empty() {
+            out = hours.to_vec();
+            continue;
+        }
+        for (o, h) in out.iter_mut().zip(hours) {
+            o.bays += h.bays;
+            o.bay_ms += h.bay_ms;
+            o.known_ms += h.known_ms;
+            o.occupied_ms += h.occupied_ms;
+            o.sessions += h.sessions;
+            o.ended_sessions += h.ended_sessions;
+            o.dwell_ms += h.dwell_ms;
+        }
+    }
+    out
+}
+
+/// The aggregates as CSV (RFC 4180, CRLF line ends), the header first.
+/// No field needs quoting: each is a UUID, a number, a date or a word.
+pub fn aggregates_csv(rows: &[AggregateRow]) -> String {
+    let mut out = AGGREGATE_COLUMNS.join(",");
+    out.push_str("\r\n");
+    for r in rows {
+        let _ = write!(
+            out,
+            "{},{},{},{},{},{}\r\n",
+            r.curb_place_type,
+            r.curb_place_id,
+            r.metric.name(),
+            r.date.format("%Y-%m-%d"),
+            r.hour,
+            r.value
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1018,5 +1177,85 @@ mod tests {
         assert_eq!(lines[1].split(',').count(), 16);
         assert!(lines[1].starts_with("parking,"));
         assert_eq!(lines[1].split(',').nth(9), Some(""));
+    }
+
+    fn hour(start_ms: i64, bay_ms: i64, known_ms: i64, occupied_ms: i64) -> Hour {
+        Hour {
+            start_ms,
+            bays: 1,
+            bay_ms,
+            known_ms,
+            occupied_ms,
+            ..Hour::default()
+        }
+    }
+
+    #[test]
+    fn aggregate_values_follow_the_methodology_and_minus_one_when_mostly_unknown() {
+        let mut h = hour(0, 2 * HOUR_MS, HOUR_MS + 1, HOUR_MS / 2);
+        h.sessions = 3;
+        h.ended_sessions = 2;
+        h.dwell_ms = 50 * 60_000;
+        let t = Totals::of([&h]);
+        let v = |m| aggregate_value(m, &t);
+        assert_eq!(v(MetricType::TotalSessions), Some(3.0));
+        // Two bays' worth of bay-time: 1.5 sessions per bay.
+        assert_eq!(v(MetricType::Turnover), Some(1.5));
+        assert_eq!(v(MetricType::AverageDwellTime), Some(25.0));
+        // 30 of just over 60 known minutes.
+        assert_eq!(v(MetricType::OccupancyPercent), Some(50.0));
+        // Unknown for exactly half: still a value; for more: -1.
+        let half = Totals::of([&hour(0, HOUR_MS, HOUR_MS / 2, 0)]);
+        assert_eq!(
+            aggregate_value(MetricType::OccupancyPercent, &half),
+            Some(0.0)
+        );
+        let mostly = Totals::of([&hour(0, HOUR_MS, HOUR_MS / 2 - 1, 0)]);
+        for m in MetricType::ALL {
+            assert_eq!(aggregate_value(m, &mostly), Some(OFFLINE), "{m:?}");
+        }
+        // No bay: no row; no ended session: no dwell.
+        assert_eq!(
+            aggregate_value(MetricType::TotalSessions, &Totals::default()),
+            None
+        );
+        let idle = Totals::of([&hour(0, HOUR_MS, HOUR_MS, 0)]);
+        assert_eq!(aggregate_value(MetricType::AverageDwellTime, &idle), None);
+        assert_eq!(aggregate_value(MetricType::TotalSessions, &idle), Some(0.0));
+    }
+
+    #[test]
+    fn aggregates_csv_has_the_specified_header_and_local_dates_and_hours() {
+        let tz = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+        // 2021-10-31T15:00Z and 16:00Z: 23:00 that day and 00:00 the next, +08:00.
+        let start = 1_635_692_400_000;
+        let mut a = hour(start, HOUR_MS, HOUR_MS, HOUR_MS / 4);
+        a.sessions = 2;
+        let b = hour(start + HOUR_MS, HOUR_MS, 0, 0);
+        let id = Uuid::nil();
+        let rows = aggregate_rows(
+            "zone",
+            id,
+            &[a, b],
+            &[MetricType::TotalSessions, MetricType::OccupancyPercent],
+            &tz,
+        );
+        assert_eq!(
+            aggregates_csv(&rows),
+            format!(
+                "curb_place_type,curb_place_id,metric_type,date,hour,value\r\n\
+                 zone,{id},total_sessions,2021-10-31,23,2\r\n\
+                 zone,{id},total_sessions,2021-11-01,0,-1\r\n\
+                 zone,{id},occupancy_percent,2021-10-31,23,25\r\n\
+                 zone,{id},occupancy_percent,2021-11-01,0,-1\r\n"
+            )
+        );
+        assert_eq!(MetricType::parse("turnover"), Some(MetricType::Turnover));
+        assert_eq!(MetricType::parse("Turnover"), None);
+        let summed = sum_hours([&[a, b][..], &[a, b][..]]);
+        assert_eq!(
+            (summed[0].bays, summed[0].sessions, summed[1].bay_ms),
+            (2, 4, 2 * HOUR_MS)
+        );
     }
 }

@@ -1,9 +1,9 @@
 //! The Curb Data Specification 1.1 under `/cds/v1` (contract 6.3): the
-//! Curbs API (public), the Events API and the Metrics API's sessions
-//! (any token). The mapping itself is `domain::cds`; this file reads the
-//! street (current layouts, bay states) and the store (revisions, sessions,
-//! event times, violations), checks queries and media types, and wraps
-//! answers in the CDS envelope.
+//! Curbs API (public), the Events API and the Metrics API's sessions and
+//! hourly aggregates (any token). The mapping itself is `domain::cds`;
+//! this file reads the street (current layouts, bay states) and the store
+//! (revisions, sessions, event times, violations, hourly history), checks
+//! queries and media types, and wraps answers in the CDS envelope.
 //!
 //! Every JSON answer is `application/vnd.cds+json;version=1.1`, every CSV
 //! `application/vnd.cds+csv;version=1.1`; an `Accept` that admits neither
@@ -1222,6 +1222,180 @@ pub async fn metric_sessions(
     Ok(HttpResponse::Ok()
         .content_type(cds::CSV_MEDIA)
         .body(cds::sessions_csv(&rows)))
+}
+
+/// Aggregates query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct AggregateQuery {
+    /// `zone` or `space` (or `area`, `object`, which match nothing here);
+    /// with `curb_place_id`.
+    pub curb_place_type: Option<String>,
+    pub curb_place_id: Option<String>,
+    /// `total_sessions`, `turnover`, `average_dwell_time` or
+    /// `occupancy_percent`; default all four.
+    pub metric_type: Option<String>,
+    /// Start, epoch ms, inclusive, on the hour; default 24 hours before
+    /// `end_time`.
+    pub start_time: Option<i64>,
+    /// End, epoch ms, exclusive, on the hour; default the end of the
+    /// current hour.
+    pub end_time: Option<i64>,
+    /// Bounding box, degrees: all four or none.
+    pub min_lat: Option<f64>,
+    pub min_lng: Option<f64>,
+    pub max_lat: Option<f64>,
+    pub max_lng: Option<f64>,
+    /// A point, degrees, and a radius in centimetres: all three or none.
+    pub lat: Option<f64>,
+    pub lng: Option<f64>,
+    pub radius: Option<f64>,
+}
+
+/// The `curb_place_type`/`curb_place_id` pair: both or neither.
+fn wanted_place(
+    kind: Option<&str>,
+    id: Option<&str>,
+) -> Result<Option<(&'static str, Uuid)>, ApiError> {
+    match (kind, id) {
+        (None, None) => Ok(None),
+        (Some(kind), Some(id)) => {
+            let kind = ["area", "zone", "space", "object"]
+                .into_iter()
+                .find(|k| *k == kind)
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "curb_place_type {kind:?} is not area, zone, space or object"
+                    ))
+                })?;
+            Ok(Some((kind, parse_uuid("curb_place_id", id)?)))
+        }
+        _ => Err(ApiError::BadRequest(
+            "curb_place_type and curb_place_id go together".into(),
+        )),
+    }
+}
+
+/// The Metrics API's aggregates: per curb zone and per space, one CSV row
+/// per metric and hour, from the hourly history. Any token.
+#[utoipa::path(get, path = "/cds/v1/metrics/aggregates", tag = "cds",
+    params(AggregateQuery),
+    security(("bearer" = [])),
+    responses((status = 200, description = "CSV, the CDS Aggregate columns", content_type = "application/vnd.cds+csv;version=1.1"),
+              (status = 400, body = super::problem::Problem), (status = 401, body = super::problem::Problem),
+              (status = 406, body = super::problem::Problem)))]
+#[get("/metrics/aggregates")]
+pub async fn metric_aggregates(
+    _caller: Caller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    query: web::Query<AggregateQuery>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::domain::history::{HOUR_MS, ceil_hour};
+    negotiate(&req, CSV_TYPE)?;
+    let now = state.clock.now();
+    for (name, t) in [
+        ("start_time", query.start_time),
+        ("end_time", query.end_time),
+    ] {
+        if let Some(t) = t
+            && t.rem_euclid(HOUR_MS) != 0
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{name} {t} is not on the hour: aggregates are hourly"
+            )));
+        }
+    }
+    let range = TimeRange {
+        start_time: query.start_time,
+        end_time: Some(
+            query
+                .end_time
+                .unwrap_or_else(|| ceil_hour(now.timestamp_millis())),
+        ),
+    };
+    let (from, to) = range.window(now)?;
+    let place = place_of!(query).place()?;
+    let wanted = wanted_place(
+        query.curb_place_type.as_deref(),
+        query.curb_place_id.as_deref(),
+    )?;
+    let metrics: Vec<cds::MetricType> = match query.metric_type.as_deref() {
+        None => cds::MetricType::ALL.to_vec(),
+        Some(m) => vec![cds::MetricType::parse(m).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "metric_type {m:?} is not total_sessions, turnover, average_dwell_time \
+                 or occupancy_percent"
+            ))
+        })?],
+    };
+    let tz = state.timezone;
+    let roads = catalogues(&state).await?;
+    let (mut zones, mut spaces) = (Vec::new(), Vec::new());
+    for (road, cat) in &roads {
+        let admitted: Vec<&DatedZone> =
+            filter_place(cat.zones.iter().collect::<Vec<_>>(), &place, |z| {
+                &z.zone.geometry
+            });
+        if admitted.is_empty() {
+            continue;
+        }
+        let places = bay_places(road, cat);
+        let (store, road_id, staleness) = (
+            state.store.clone(),
+            road.info.road_id.clone(),
+            state.street.staleness(),
+        );
+        let by_bay: HashMap<BayId, Vec<crate::domain::history::Hour>> =
+            blocking(move || store.history_hours_by_bay(&road_id, from, to, now, staleness))
+                .await?
+                .into_iter()
+                .filter_map(|(id, hours)| BayId::parse(&id).ok().map(|b| (b, hours)))
+                .collect();
+        for z in &admitted {
+            let id = z.zone.curb_zone_id;
+            if matches!(wanted, Some((k, w)) if k != "zone" || w != id) {
+                continue;
+            }
+            // A zone counts its bays while it is published.
+            let mut hours = cds::sum_hours(
+                z.zone
+                    .bays
+                    .iter()
+                    .filter_map(|b| by_bay.get(b).map(Vec::as_slice)),
+            );
+            hours.retain(|h| valid_at(z, h.start_ms) || valid_at(z, h.start_ms + HOUR_MS - 1));
+            if !zones.iter().any(|(i, _)| *i == id) {
+                zones.push((id, hours));
+            }
+        }
+        let admitted_ids: Vec<Uuid> = admitted.iter().map(|z| z.zone.curb_zone_id).collect();
+        let mut bays: Vec<&BayId> = by_bay.keys().collect();
+        bays.sort();
+        for bay in bays {
+            if !places
+                .zone
+                .get(bay)
+                .is_some_and(|z| admitted_ids.contains(z))
+            {
+                continue;
+            }
+            let id = cds::space_id(bay);
+            if matches!(wanted, Some((k, w)) if k != "space" || w != id) {
+                continue;
+            }
+            spaces.push((id, by_bay[bay].clone()));
+        }
+    }
+    let mut rows = Vec::new();
+    for (id, hours) in &zones {
+        rows.extend(cds::aggregate_rows("zone", *id, hours, &metrics, &tz));
+    }
+    for (id, hours) in &spaces {
+        rows.extend(cds::aggregate_rows("space", *id, hours, &metrics, &tz));
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(cds::CSV_MEDIA)
+        .body(cds::aggregates_csv(&rows)))
 }
 
 /// The place filter of each query that has one.

@@ -40,6 +40,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::cds::get_policy,
         super::cds::list_events,
         super::cds::metric_sessions,
+        super::cds::metric_aggregates,
         super::devices::create_device,
         super::devices::list_devices,
         super::devices::revoke_device,

@@ -97,7 +97,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/curbs/objects/{id}", web::get().to(cds::not_implemented))
             .route("/events/status", web::get().to(cds::not_implemented))
             .service(cds::list_events)
-            .service(cds::metric_sessions),
+            .service(cds::metric_sessions)
+            .service(cds::metric_aggregates),
     )
     .service(
         web::scope("/v1/public")

@@ -465,6 +465,35 @@ impl Store {
         Ok(hours(a, b, &rows, &violations))
     }
 
+    /// The UTC hours of `[from, to)` (widened to whole hours) of each bay
+    /// that was ever on the road's layout, by bay id, rolled up one bay at
+    /// a time from one read of the road's events and sessions: what the
+    /// per-space and per-zone figures of the CDS aggregates rest on.
+    /// Violations are not counted.
+    pub fn history_hours_by_bay(
+        &self,
+        road: &RoadId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+        staleness: Duration,
+    ) -> Result<Vec<(String, Vec<Hour>)>, StoreError> {
+        let (a, b) = (floor_hour(to_ms(from)), ceil_hour(to_ms(to)));
+        let (now_ms, st) = (to_ms(now), staleness.num_milliseconds());
+        let conn = &mut *self.conn()?;
+        let presence = presence(conn, road.as_str(), None)?;
+        let ids: Vec<String> = presence.keys().cloned().collect();
+        let bays = bay_histories(self, conn, road, presence, false, (a, b), st)?;
+        Ok(ids
+            .into_iter()
+            .zip(bays)
+            .map(|(id, bay)| {
+                let rows = roll_up(std::slice::from_ref(&bay), a, b, now_ms, st);
+                (id, hours(a, b, &rows, &[]))
+            })
+            .collect())
+    }
+
     /// Violations of the road that started in `[a, b)` (ms), not void,
     /// of the bays `filter` selects.
     fn history_violations(

@@ -22,6 +22,7 @@ fn openapi_lists_every_endpoint() {
         "/cds/v1/curbs/zones/{curb_zone_id}",
         "/cds/v1/events/events",
         "/cds/v1/metrics/sessions",
+        "/cds/v1/metrics/aggregates",
         "/v1/auth/whoami",
     ] {
         assert!(paths.contains_key(p), "missing {p}");

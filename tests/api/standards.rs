@@ -308,8 +308,12 @@ fn a_request_whose_accept_excludes_cds_is_not_acceptable() {
     }
     // The sessions table is CSV: a JSON-only Accept is refused, its own
     // media type is not.
-    app.get_accepting("/cds/v1/metrics/sessions", CDS_JSON, Some(&warden))
-        .problem(406);
+    for path in ["/cds/v1/metrics/sessions", "/cds/v1/metrics/aggregates"] {
+        app.get_accepting(path, CDS_JSON, Some(&warden))
+            .problem(406);
+        app.get_accepting(path, "text/csv", Some(&warden))
+            .problem(406);
+    }
     for accept in ["*/*", "application/*", CDS_JSON, "application/vnd.cds+json"] {
         let r = app.get_accepting("/cds/v1/curbs/zones", accept, None);
         assert_eq!(r.status, 200, "{accept}");
@@ -320,7 +324,11 @@ fn a_request_whose_accept_excludes_cds_is_not_acceptable() {
 #[test]
 fn events_and_metrics_need_a_token_of_any_role() {
     let app = spawn_app();
-    for path in ["/cds/v1/events/events", "/cds/v1/metrics/sessions"] {
+    for path in [
+        "/cds/v1/events/events",
+        "/cds/v1/metrics/sessions",
+        "/cds/v1/metrics/aggregates",
+    ] {
         app.get(path).problem(401);
         app.get_with(path, "Bearer not-a-token").problem(401);
         for role in [Role::Warden, Role::Planner, Role::Admin] {
@@ -331,7 +339,6 @@ fn events_and_metrics_need_a_token_of_any_role() {
     }
     // The Curbs API is public.
     assert_eq!(app.get("/cds/v1/curbs/zones").status, 200);
-    assert_eq!(app.get("/cds/v1/metrics/aggregates").status, 404);
 }
 
 /// A known street: QF-N-010 parked from -50 to -20 min, QF-N-011 from
@@ -824,4 +831,173 @@ fn a_road_closed_by_its_layout_is_closed_not_full() {
     assert!(p["parkingSpace"].as_array().unwrap().is_empty());
     // CDS: no bays, no zones; the old ones are history.
     assert!(zones(&app).is_empty());
+}
+
+/// The aggregates' value of one place, metric and local hour.
+fn aggregate<'a>(
+    lines: &[Vec<&'a str>],
+    kind: &str,
+    id: &str,
+    metric: &str,
+    hour: &str,
+) -> &'a str {
+    let found: Vec<&&str> = lines
+        .iter()
+        .filter(|r| r[0] == kind && r[1] == id && r[2] == metric && r[4] == hour)
+        .map(|r| &r[5])
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} {id} {metric} {hour}: {lines:?}");
+    found[0]
+}
+
+#[test]
+fn aggregates_are_hourly_per_zone_and_space_from_the_history() {
+    let app = spawn_app();
+    // 05:00Z (13:00 in Shanghai); the street was laid out at 02:00Z.
+    app.clock.set(default_now() + Duration::hours(3));
+    let n10 = space_of(&app, "QF-N-010");
+    let zone = n10["curb_zone_id"].as_str().unwrap().to_owned();
+    let in_zone: Vec<String> = cds(&app, "/cds/v1/curbs/spaces", None)["spaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["curb_zone_id"] == zone.as_str())
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(in_zone.len() >= 2 && in_zone.contains(&"QF-N-010".to_owned()));
+    let other = in_zone.iter().find(|b| *b != "QF-N-010").unwrap().clone();
+    // 03:00-04:00Z (11:00 local): every bay of the zone heard at the top
+    // of the hour and at half past, so known all hour; QF-N-010 parked
+    // from :10 to :40, the other from :20 to :35. 02:00-03:00Z (10:00
+    // local): nothing heard.
+    let mut events = Vec::new();
+    for (i, bay) in in_zone.iter().enumerate() {
+        for (j, m) in [60, 90].into_iter().enumerate() {
+            events.push(json!({"event_id": format!("h{i}-{j}"), "type": "heartbeat",
+                "observed_at": at(m), "bay_id": bay}));
+        }
+    }
+    for (id, kind, m, bay) in [
+        ("p1", "occupied", 70, "QF-N-010"),
+        ("p2", "vacated", 100, "QF-N-010"),
+        ("p3", "occupied", 80, other.as_str()),
+        ("p4", "vacated", 95, other.as_str()),
+    ] {
+        events.push(json!({"event_id": id, "type": kind, "observed_at": at(m), "bay_id": bay}));
+    }
+    send(&app, "aggregates-sensor", json!(events));
+    let t = app.token(Role::Warden);
+    let path = format!(
+        "/cds/v1/metrics/aggregates?start_time={}&end_time={}",
+        ms(0),
+        ms(120)
+    );
+    let r = app.get_accepting(&path, CDS_CSV, Some(&t));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.content_type, CDS_CSV);
+    let text = r.body.clone();
+    let lines: Vec<Vec<&str>> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(
+        lines[0].join(","),
+        "curb_place_type,curb_place_id,metric_type,date,hour,value"
+    );
+    let rows = &lines[1..];
+    assert!(
+        rows.iter().all(|r| r.len() == 6 && r[3] == "2026-11-27"),
+        "{text}"
+    );
+    let space = n10["curb_space_id"].as_str().unwrap();
+    let n = in_zone.len() as f64;
+    let round2 = |x: f64| ((x * 100.0).round() / 100.0).to_string();
+    // The zone: 2 sessions, 30 + 15 occupied minutes of n known hours.
+    for (metric, want) in [
+        ("total_sessions", "2".to_owned()),
+        ("turnover", round2(2.0 / n)),
+        ("average_dwell_time", "22.5".to_owned()),
+        ("occupancy_percent", round2(45.0 / (60.0 * n) * 100.0)),
+    ] {
+        assert_eq!(
+            aggregate(rows, "zone", &zone, metric, "11"),
+            want,
+            "{metric}"
+        );
+        assert_eq!(
+            aggregate(rows, "zone", &zone, metric, "10"),
+            "-1",
+            "{metric}"
+        );
+    }
+    // QF-N-010 alone: 1 session of 30 minutes, half of a known hour.
+    for (metric, want) in [
+        ("total_sessions", "1"),
+        ("turnover", "1"),
+        ("average_dwell_time", "30"),
+        ("occupancy_percent", "50"),
+    ] {
+        assert_eq!(
+            aggregate(rows, "space", space, metric, "11"),
+            want,
+            "{metric}"
+        );
+        assert_eq!(
+            aggregate(rows, "space", space, metric, "10"),
+            "-1",
+            "{metric}"
+        );
+    }
+    // The same hour of the same bay in the road's own metrics.
+    let road = app.get_as(
+        &format!(
+            "/v1/roads/qingfeng-road/metrics?bucket=hour&bay_id=QF-N-010&from={}&to={}",
+            at(60).replace('+', "%2B"),
+            at(120).replace('+', "%2B")
+        ),
+        &t,
+    );
+    assert_eq!(road.status, 200, "{}", road.body);
+    let b = road.json()["buckets"][0].clone();
+    assert_eq!(b["occupancy_percent"], json!(50.0), "{b}");
+    assert_eq!(b["sessions"], json!(1), "{b}");
+
+    // One metric of one space.
+    let r = app.get_accepting(
+        &format!(
+            "{path}&metric_type=occupancy_percent&curb_place_type=space&curb_place_id={space}"
+        ),
+        CDS_CSV,
+        Some(&t),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let date = "2026-11-27";
+    assert_eq!(
+        r.body,
+        format!(
+            "curb_place_type,curb_place_id,metric_type,date,hour,value\r\n\
+             space,{space},occupancy_percent,{date},10,-1\r\n\
+             space,{space},occupancy_percent,{date},11,50\r\n"
+        )
+    );
+    // Bad queries.
+    for bad in [
+        format!(
+            "/cds/v1/metrics/aggregates?start_time={}&end_time={}",
+            ms(0) + 1,
+            ms(60)
+        ),
+        format!(
+            "/cds/v1/metrics/aggregates?start_time={}&end_time={}",
+            ms(60),
+            ms(0)
+        ),
+        format!("{path}&metric_type=dwell"),
+        format!("{path}&curb_place_type=zone"),
+        format!("{path}&curb_place_type=street&curb_place_id={space}"),
+        format!("{path}&lat=30"),
+    ] {
+        app.get_accepting(&bad, CDS_CSV, Some(&t)).problem(400);
+    }
 }
