@@ -19,11 +19,28 @@ pub fn postgres_server() -> Option<String> {
     match std::env::var("KERBSIDE_TEST_DATABASE") {
         Err(_) => None,
         Ok(v) if v.is_empty() || v == "sqlite" => None,
-        Ok(v) if v == "postgres" => Some(MACHINE_POSTGRES.to_owned()),
-        Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => Some(v),
+        Ok(v) if v == "postgres" => Some(without_gss(MACHINE_POSTGRES)),
+        Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => {
+            Some(without_gss(&v))
+        }
         Ok(v) => {
             panic!("KERBSIDE_TEST_DATABASE={v}: expected sqlite, postgres or a postgres:// URL")
         }
+    }
+}
+
+/// `url` with libpq's GSSAPI encryption turned off (unless it says
+/// otherwise). By default libpq tries Kerberos first on every connection;
+/// the test binary ends while service threads of finished tests still hold
+/// connections, and the Kerberos library's teardown then aborts the process
+/// (`k5_mutex_lock: Received error 22`) after every test has passed.
+fn without_gss(url: &str) -> String {
+    if url.contains("gssencmode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&gssencmode=disable")
+    } else {
+        format!("{url}?gssencmode=disable")
     }
 }
 
@@ -194,6 +211,14 @@ fn a_server_url_takes_the_fresh_database_name() {
     assert_eq!(
         with_database("postgres://h/x?sslmode=disable", "k1"),
         "postgres://h/k1?sslmode=disable"
+    );
+    assert_eq!(
+        without_gss("postgres://h/x?sslmode=disable"),
+        "postgres://h/x?sslmode=disable&gssencmode=disable"
+    );
+    assert_eq!(
+        without_gss("postgres://h/x"),
+        "postgres://h/x?gssencmode=disable"
     );
 }
 
